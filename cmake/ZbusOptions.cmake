@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: MIT
+# Warnings and sanitizers shared by every target of the project.
+
+add_compile_options(-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes
+	-Wshadow -Wno-unused-parameter -mcx16)
+if(ZBUS_WERROR)
+	add_compile_options(-Werror)
+endif()
+
+if(ZBUS_SANITIZER STREQUAL "address")
+	set(_zb_san "address,undefined")
+elseif(ZBUS_SANITIZER STREQUAL "undefined")
+	set(_zb_san "undefined")
+elseif(ZBUS_SANITIZER STREQUAL "thread")
+	set(_zb_san "thread")
+elseif(NOT ZBUS_SANITIZER STREQUAL "none")
+	message(FATAL_ERROR "ZBUS_SANITIZER must be none|address|undefined|thread")
+endif()
+if(DEFINED _zb_san)
+	add_compile_options(-fsanitize=${_zb_san} -fno-omit-frame-pointer
+		-fno-sanitize-recover=undefined)
+	add_link_options(-fsanitize=${_zb_san})
+endif()

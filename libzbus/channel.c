@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * channel.c - public channel API: create, attach, inspect, free.
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "zbus/zbus.h"
+
+ZBUS_EXPORT int zbus_channel_create(const char *name,
+				    const struct zbus_channel_opts *opts,
+				    struct zbus_channel **out)
+{
+	struct zb_geometry g;
+	struct zbus_channel *ch;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	r = zb_geometry_from_opts(opts, &g);
+	if (r < 0)
+		return r;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	r = zb_segment_create(name, &g, &ch->seg);
+	if (r < 0) {
+		free(ch);
+		return r;
+	}
+	*out = ch;
+	return 0;
+}
+
+ZBUS_EXPORT int zbus_channel_attach_dup(int fd, struct zbus_channel **out)
+{
+	struct zbus_channel *ch;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	r = zb_segment_attach_dup(fd, &ch->seg);
+	if (r < 0) {
+		free(ch);
+		return r;
+	}
+	*out = ch;
+	return 0;
+}
+
+ZBUS_EXPORT int zbus_channel_fd(const struct zbus_channel *ch)
+{
+	return ch ? ch->seg.fd : -EINVAL;
+}
+
+ZBUS_EXPORT int zbus_channel_info(const struct zbus_channel *ch,
+				  struct zbus_channel_info *info)
+{
+	const struct zb_geometry *g;
+
+	if (!ch || !info)
+		return -EINVAL;
+	g = &ch->seg.g;
+	*info = (struct zbus_channel_info){
+		.max_msg_size = g->max_msg_size,
+		.ring_capacity = g->ring_capacity,
+		.max_subscribers = g->max_subs,
+		.version_major = g->version_major,
+		.version_minor = g->version_minor,
+		.arena_bytes = g->arena_size,
+		.segment_bytes = g->segment_size,
+	};
+	return 0;
+}
+
+ZBUS_EXPORT struct zbus_channel *zbus_channel_free(struct zbus_channel *ch)
+{
+	if (ch) {
+		zb_segment_destroy(&ch->seg);
+		free(ch);
+	}
+	return NULL;
+}

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * channel.h - struct zbus_channel: a mapped segment, shared by the
+ * publishers and subscribers made from it.
+ */
+#ifndef ZB_CHANNEL_H
+#define ZB_CHANNEL_H
+
+#include "segment.h"
+
+struct zbus_channel {
+	struct zb_segment seg;
+};
+
+#endif /* ZB_CHANNEL_H */

@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zbus.h - libzbus, a zero-copy shared-memory message bus.
+ *
+ * A channel is one sealed memfd holding a ring of message descriptors and a
+ * payload arena. Producers loan a buffer inside the arena, write the payload
+ * once and publish it; every subscriber reads it in place (broadcast).
+ *
+ * Conventions:
+ *  - Functions return 0 or a non-negative count on success and -errno on
+ *    failure; errno itself is never relied on. -EAGAIN means "full" or
+ *    "empty" and is expected, not a failure. A corrupt segment or message
+ *    gives -EBADMSG, an incompatible layout -EPROTO.
+ *  - Constructors fill an out-pointer; destructors accept NULL and return
+ *    NULL so that `x = zbus_x_free(x);` frees and clears.
+ *  - Option structs are zero-initialised by the caller; reserved fields must
+ *    stay zero (-EINVAL otherwise). A NULL option pointer means defaults.
+ *  - Timeouts are in milliseconds: 0 never waits, -1 waits without limit
+ *    (a blocked call can still be woken by freeing nothing: pick a timeout
+ *    in programs that must shut down promptly).
+ *  - No function prints, exits or raises signals. zbus_strerror() turns a
+ *    return code into a readable message.
+ */
+#ifndef ZBUS_H
+#define ZBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ZBUS_BUILDING_LIBRARY)
+#define ZBUS_EXPORT __attribute__((visibility("default")))
+#else
+#define ZBUS_EXPORT
+#endif
+
+#define ZBUS_VERSION_MAJOR 0
+#define ZBUS_VERSION_MINOR 1
+
+/* Delivery policy of one subscription. */
+#define ZBUS_RELIABLE 0 /* producers never overwrite what it holds */
+#define ZBUS_LOSSY 1    /* producers never wait for it; it may miss */
+
+/* Flags of a received message (struct zbus_msg.flags). */
+#define ZBUS_MSG_LOSSY 0x1u /* payload may be overwritten: validate it */
+
+struct zbus_channel;
+struct zbus_pub;
+struct zbus_sub;
+
+/**
+ * struct zbus_channel_opts - geometry of a new channel
+ * @max_msg_size: largest payload a producer may loan, in bytes
+ *                (0: 64 KiB; at most 1 GiB)
+ * @ring_capacity: message descriptors in the ring, rounded up to a power of
+ *                 two (0: 1024; 2..2^24). Bounds the messages in flight.
+ * @max_subscribers: subscriptions the channel can hold at once (0: 64; ≤256)
+ * @reserved0: must be zero
+ * @arena_bytes: payload arena, rounded up to a power of two and to at least
+ *               twice the aligned max_msg_size (0: max(4 × max_msg_size,
+ *               ring_capacity × 256)). Bounds the bytes in flight.
+ * @reserved: must be zero
+ */
+struct zbus_channel_opts {
+	uint32_t max_msg_size;
+	uint32_t ring_capacity;
+	uint32_t max_subscribers;
+	uint32_t reserved0;
+	uint64_t arena_bytes;
+	uint64_t reserved[4];
+};
+
+/**
+ * struct zbus_channel_info - geometry of an attached channel
+ */
+struct zbus_channel_info {
+	uint32_t max_msg_size;
+	uint32_t ring_capacity;
+	uint32_t max_subscribers;
+	uint32_t version_major;
+	uint32_t version_minor;
+	uint32_t reserved0;
+	uint64_t arena_bytes;
+	uint64_t segment_bytes;
+};
+
+/**
+ * zbus_channel_create() - create a channel in a new sealed memfd
+ * @name: label shown in /proc/PID/fd and by tools (any string, may be NULL)
+ * @opts: geometry, or NULL for defaults
+ * @out: receives the channel
+ *
+ * The memfd is sealed against growing and shrinking before this returns, so
+ * nobody who later maps it can make a reader fault.
+ *
+ * Return: 0; -EINVAL for bad options; -ENOMEM; -EMFILE/-ENFILE; other
+ * -errno from memfd_create(), ftruncate(), fcntl() or mmap().
+ * Thread-safety: any thread.
+ */
+ZBUS_EXPORT int zbus_channel_create(const char *name,
+				    const struct zbus_channel_opts *opts,
+				    struct zbus_channel **out);
+
+/**
+ * zbus_channel_attach_dup() - map an existing channel from its memfd
+ * @fd: the channel's memfd (as received from fork, SCM_RIGHTS, a broker);
+ *      it is duplicated, the caller keeps @fd
+ * @out: receives the channel
+ *
+ * Before mapping, checks that @fd is a memfd sealed with grow, shrink and
+ * seal, that its size matches the header, and the header itself: magic,
+ * version, features, offsets and sizes.
+ *
+ * Return: 0; -EBADF; -EINVAL if @fd is not a memfd (or not sealed);
+ * -EBADMSG for a corrupt header or wrong size; -EPROTO for an incompatible
+ * version or unknown feature; -ENOMEM; other -errno from mmap().
+ * Thread-safety: any thread.
+ */
+ZBUS_EXPORT int zbus_channel_attach_dup(int fd, struct zbus_channel **out);
+
+/**
+ * zbus_channel_fd() - the channel's memfd, to pass to another process
+ * Return: the fd, still owned by @ch (do not close it).
+ */
+ZBUS_EXPORT int zbus_channel_fd(const struct zbus_channel *ch);
+
+/**
+ * zbus_channel_info() - geometry of @ch
+ * Return: 0.
+ */
+ZBUS_EXPORT int zbus_channel_info(const struct zbus_channel *ch,
+				  struct zbus_channel_info *info);
+
+/**
+ * zbus_channel_free() - unmap @ch and close its fd
+ *
+ * Every publisher and subscriber made from @ch must be freed first.
+ * Return: NULL.
+ */
+ZBUS_EXPORT struct zbus_channel *zbus_channel_free(struct zbus_channel *ch);
+
+/**
+ * struct zbus_pub_opts - options of a publisher
+ * @timeout_ms: how long loan/send wait for a reliable subscriber to free
+ *              room: 0 returns -EAGAIN at once, -1 waits without limit.
+ *              Note: a zero-initialised struct means "non-blocking"; NULL
+ *              options mean -1.
+ * @reserved: must be zero
+ */
+struct zbus_pub_opts {
+	int32_t timeout_ms;
+	uint32_t reserved[7];
+};
+
+/**
+ * struct zbus_loan - a buffer loaned inside the channel's arena
+ * @data: where to write the payload (may be NULL when @size is 0)
+ * @size: bytes loaned
+ * @seq: sequence number the message will carry
+ * @priv: internal, do not touch
+ */
+struct zbus_loan {
+	void *data;
+	size_t size;
+	uint64_t seq;
+	uint64_t priv[2];
+};
+
+/**
+ * zbus_pub_new() - make a publisher on @ch
+ * Return: 0; -EINVAL; -ENOMEM. Thread-safety: any thread; the publisher
+ * itself is used by one thread at a time.
+ */
+ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
+			     const struct zbus_pub_opts *opts,
+			     struct zbus_pub **out);
+
+/**
+ * zbus_pub_free() - free a publisher. Loans it still holds are abandoned.
+ * Return: NULL.
+ */
+ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub);
+
+/**
+ * zbus_pub_loan() - reserve @size bytes in the arena and a sequence number
+ * @size: 0..max_msg_size
+ * @loan: filled on success
+ *
+ * Several loans may be outstanding; consumers see messages in loan order,
+ * so an old loan that is neither published nor abandoned holds them back.
+ *
+ * Return: 0; -EMSGSIZE if @size exceeds max_msg_size; -EAGAIN when a
+ * reliable subscriber holds the room and the publisher does not wait;
+ * -ETIMEDOUT when it waited @timeout_ms in vain.
+ * Progress: lock-free against other publishers.
+ */
+ZBUS_EXPORT int zbus_pub_loan(struct zbus_pub *pub, size_t size,
+			      struct zbus_loan *loan);
+
+/**
+ * zbus_pub_publish() - publish the first @size bytes of @loan
+ * @size: ≤ loan->size (a loan may be published shorter than reserved)
+ *
+ * Wakes sleeping subscribers with one syscall only when one is asleep.
+ * Return: 0; -EINVAL for a bad loan or size. Wait-free.
+ */
+ZBUS_EXPORT int zbus_pub_publish(struct zbus_pub *pub, struct zbus_loan *loan,
+				 size_t size);
+
+/**
+ * zbus_pub_abandon() - give a loan back unpublished; subscribers skip it
+ * Return: 0; -EINVAL for a bad loan. Wait-free.
+ */
+ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan);
+
+/**
+ * zbus_pub_send() - copy @size bytes from @data into a new message
+ * Return: as zbus_pub_loan().
+ */
+ZBUS_EXPORT int zbus_pub_send(struct zbus_pub *pub, const void *data,
+			      size_t size);
+
+/**
+ * zbus_pub_sendv() - gather @iovcnt buffers into one message
+ * Return: as zbus_pub_loan(); -EINVAL for a bad vector.
+ */
+ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
+			       int iovcnt);
+
+/**
+ * zbus_pub_id() - this publisher's id, carried by each of its messages
+ */
+ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub);
+
+/**
+ * struct zbus_sub_opts - options of a subscription
+ * @policy: ZBUS_RELIABLE or ZBUS_LOSSY
+ * @spin_us: how long a blocking receive spins before it sleeps on a futex
+ *           (0: 50 µs; -1: never spin, sleep at once)
+ * @reserved: must be zero
+ */
+struct zbus_sub_opts {
+	uint32_t policy;
+	int32_t spin_us;
+	uint32_t reserved[6];
+};
+
+/**
+ * struct zbus_msg - a message received in place
+ * @data: payload inside the shared arena, valid until zbus_sub_release()
+ * @size: payload bytes
+ * @seq: channel sequence number
+ * @producer: id of the publisher
+ * @flags: ZBUS_MSG_* flags
+ * @missed: messages this subscriber lost (lossy only) right before this one
+ * @priv: internal
+ */
+struct zbus_msg {
+	const void *data;
+	size_t size;
+	uint64_t seq;
+	uint32_t producer;
+	uint32_t flags;
+	uint64_t missed;
+	uint64_t priv;
+};
+
+/**
+ * struct zbus_sub_stats - counters of one subscription
+ */
+struct zbus_sub_stats {
+	uint64_t received;  /* messages handed to the caller */
+	uint64_t missed;    /* lossy: overwritten before they were read */
+	uint64_t bad;       /* rejected descriptors (-EBADMSG) */
+	uint64_t abandoned; /* abandoned loans skipped */
+	uint64_t reserved[4];
+};
+
+/**
+ * zbus_sub_new() - subscribe to @ch; the subscription starts at the next
+ * message published
+ * Return: 0; -EINVAL; -ENOSPC if all subscriber slots are taken; -ENOMEM.
+ */
+ZBUS_EXPORT int zbus_sub_new(struct zbus_channel *ch,
+			     const struct zbus_sub_opts *opts,
+			     struct zbus_sub **out);
+
+/**
+ * zbus_sub_free() - unsubscribe; a reliable subscription stops holding
+ * producers back at once. Return: NULL.
+ */
+ZBUS_EXPORT struct zbus_sub *zbus_sub_free(struct zbus_sub *sub);
+
+/**
+ * zbus_sub_recv_batch() - receive up to @n messages in place
+ * @msgs: array of @n messages, filled in sequence order
+ * @timeout_ms: 0 returns -EAGAIN when empty; >0 or -1 waits (spin, then
+ *              futex sleep)
+ *
+ * The payloads stay valid (reliable) until zbus_sub_release(). A lossy
+ * subscriber's payloads may be overwritten by then: check them with
+ * zbus_sub_validate() after reading, or use zbus_sub_recv() which copies
+ * and validates.
+ *
+ * A descriptor that fails validation is skipped and reported as -EBADMSG
+ * by the call that meets it first (messages before it are returned first).
+ *
+ * Return: number of messages (≥1); -EAGAIN when empty and not waiting;
+ * -ETIMEDOUT; -EBADMSG for one bad descriptor (the next call goes on).
+ * Thread-safety: one thread at a time per subscription; wait-free when
+ * not waiting.
+ */
+ZBUS_EXPORT int zbus_sub_recv_batch(struct zbus_sub *sub,
+				    struct zbus_msg *msgs, unsigned n,
+				    int timeout_ms);
+
+/**
+ * zbus_sub_validate() - for lossy subscriptions: are the payloads of all
+ * messages received since the last release still intact?
+ * Return: 0 if intact (always for reliable); -ESTALE if a producer may have
+ * overwritten them (discard what was read from them).
+ */
+ZBUS_EXPORT int zbus_sub_validate(const struct zbus_sub *sub);
+
+/**
+ * zbus_sub_release() - give back every message received so far
+ * Return: 0, or -ESTALE as zbus_sub_validate() for lossy subscriptions
+ * (the messages are released either way).
+ */
+ZBUS_EXPORT int zbus_sub_release(struct zbus_sub *sub);
+
+/**
+ * zbus_sub_recv() - receive one message by copy
+ * @buf: destination of up to @cap bytes
+ * @info: if not NULL, the message's metadata (its @data is NULL)
+ *
+ * Never returns a torn payload: a lossy copy overwritten while copying is
+ * counted as missed and the next message is tried.
+ *
+ * Return: payload size; -EMSGSIZE if @cap is too small (the message is
+ * consumed, info filled); otherwise as zbus_sub_recv_batch().
+ */
+ZBUS_EXPORT int zbus_sub_recv(struct zbus_sub *sub, void *buf, size_t cap,
+			      struct zbus_msg *info, int timeout_ms);
+
+/**
+ * zbus_sub_fd() - a file descriptor that polls readable when messages
+ * arrive, for poll/epoll/libuv loops
+ *
+ * The fd is an eventfd owned by @sub; read it (8 bytes) to reset it, then
+ * receive with a timeout of 0 until -EAGAIN. A background thread of the
+ * library watches the ring (asleep on a futex) to signal it. Blocking
+ * receives must not be used on a subscription that has an fd.
+ *
+ * Return: the fd (≥0); -ENOMEM; -EMFILE; -EAGAIN if no thread can be made.
+ */
+ZBUS_EXPORT int zbus_sub_fd(struct zbus_sub *sub);
+
+/**
+ * zbus_sub_stats() - counters of @sub. Return: 0.
+ */
+ZBUS_EXPORT int zbus_sub_stats(const struct zbus_sub *sub,
+			       struct zbus_sub_stats *stats);
+
+/**
+ * zbus_strerror() - readable text for a return code of this library
+ * Return: a static string.
+ */
+ZBUS_EXPORT const char *zbus_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZBUS_H */

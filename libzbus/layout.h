@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * layout.h - the on-memory format of a channel segment (one memfd).
+ *
+ * Everything every process maps lives here, and nowhere else. The format is
+ * versioned: a change of any offset or meaning bumps ZB_LAYOUT_MAJOR and
+ * readers reject a mismatch; additions carved from reserved space bump the
+ * minor version or set a compat bit. Readers reject unknown incompat bits.
+ *
+ *   offset 0
+ *   +--------------------------------------+
+ *   | struct zb_shm_hdr          128 B     |  creator writes once, then
+ *   |   magic, version, sizes, offsets     |  readers copy and validate it
+ *   +--------------------------------------+  hdr.ctl_off
+ *   | struct zb_ctl              256 B     |  claim {seq,pos}: producers
+ *   |   line 0-1: claim (CAS16), ids       |  line 2-3: sleepers bitmap,
+ *   |                                      |  producer futex: subscribers
+ *   +--------------------------------------+  hdr.subs_off
+ *   | struct zb_sub_slot  × max_subs 128 B |  each written by its subscriber
+ *   +--------------------------------------+  hdr.ring_off
+ *   | struct zb_desc × ring_capacity  32 B |  message descriptors (seqlock)
+ *   +--------------------------------------+  hdr.arena_off (page aligned)
+ *   | payload arena        arena_size B    |  power of two; byte ring
+ *   +--------------------------------------+  hdr.segment_size
+ *
+ * Positions. Two free-running 64-bit counters describe the stream: seq (one
+ * per message) and pos (bytes of arena ever claimed). They never wrap in
+ * practice (2^64) and are compared by unsigned difference only. Message seq
+ * lives in descriptor slot seq & (ring_capacity - 1); its payload starts at
+ * arena offset pos & (arena_size - 1) and never straddles the arena's end
+ * (the claim pads to the next lap instead).
+ *
+ * Endianness: native; a segment never leaves its machine.
+ */
+#ifndef ZB_LAYOUT_H
+#define ZB_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZB_FIELD(type, field, off, size)                                   \
+	_Static_assert(offsetof(struct type, field) == (off) &&            \
+			       sizeof(((struct type *)0)->field) == (size), \
+		       #type "." #field)
+
+#define ZB_LAYOUT_MAGIC 0x314e48435355425aull /* "ZBUSCHN1" little-endian */
+#define ZB_LAYOUT_MAJOR 1
+#define ZB_LAYOUT_MINOR 0
+#define ZB_INCOMPAT_KNOWN 0ull /* no incompat feature defined yet */
+
+#define ZB_CACHELINE 64
+#define ZB_ARENA_ALIGN 64u       /* payload start alignment */
+#define ZB_MAX_SUBS 256u         /* sleepers bitmap has 4 words */
+#define ZB_MAX_CAPACITY (1u << 24)
+#define ZB_MAX_MSG_SIZE (1u << 30)
+#define ZB_MAX_ARENA (1ull << 36)
+
+/*
+ * struct zb_shm_hdr - segment header, written once by the creator before
+ * sealing. Readers copy it with pread(), validate the copy and never read
+ * the shared one again, so a peer rewriting it later changes nothing.
+ *
+ *  0       8       16      24      32      40      48      56      64
+ *  | magic | maj|min|hsz | incompat | compat | seg_size | ctl_off|ctl_size
+ *  64      72      80      88      96                             128
+ *  | subs_off|max_subs | ring_off|ring_cap | arena_off | arena_size |
+ *  | max_msg|slot_sz | desc_sz|rsvd  | reserved ...                  |
+ */
+struct zb_shm_hdr {
+	uint64_t magic;             /*   0 ZB_LAYOUT_MAGIC */
+	uint16_t version_major;     /*   8 change = incompatible */
+	uint16_t version_minor;     /*  10 change = compatible addition */
+	uint32_t hdr_size;          /*  12 sizeof at creation */
+	uint64_t incompat_features; /*  16 reader must know every bit */
+	uint64_t compat_features;   /*  24 reader may ignore unknown bits */
+	uint64_t segment_size;      /*  32 bytes of the memfd */
+	uint32_t ctl_off;           /*  40 struct zb_ctl */
+	uint32_t ctl_size;          /*  44 */
+	uint32_t subs_off;          /*  48 struct zb_sub_slot[max_subs] */
+	uint32_t max_subs;          /*  52 1..ZB_MAX_SUBS */
+	uint32_t ring_off;          /*  56 struct zb_desc[ring_capacity] */
+	uint32_t ring_capacity;     /*  60 power of two, 2..ZB_MAX_CAPACITY */
+	uint64_t arena_off;         /*  64 page aligned */
+	uint64_t arena_size;        /*  72 power of two, ≥ 2 × max msg */
+	uint32_t max_msg_size;      /*  80 largest loan */
+	uint32_t slot_size;         /*  84 sizeof(struct zb_sub_slot) */
+	uint32_t desc_size;         /*  88 sizeof(struct zb_desc) */
+	uint32_t reserved0;         /*  92 zero */
+	uint8_t reserved[32];       /*  96 zero */
+};
+_Static_assert(sizeof(struct zb_shm_hdr) == 128, "zb_shm_hdr size");
+ZB_FIELD(zb_shm_hdr, magic, 0, 8);
+ZB_FIELD(zb_shm_hdr, version_major, 8, 2);
+ZB_FIELD(zb_shm_hdr, version_minor, 10, 2);
+ZB_FIELD(zb_shm_hdr, hdr_size, 12, 4);
+ZB_FIELD(zb_shm_hdr, incompat_features, 16, 8);
+ZB_FIELD(zb_shm_hdr, compat_features, 24, 8);
+ZB_FIELD(zb_shm_hdr, segment_size, 32, 8);
+ZB_FIELD(zb_shm_hdr, ctl_off, 40, 4);
+ZB_FIELD(zb_shm_hdr, ctl_size, 44, 4);
+ZB_FIELD(zb_shm_hdr, subs_off, 48, 4);
+ZB_FIELD(zb_shm_hdr, max_subs, 52, 4);
+ZB_FIELD(zb_shm_hdr, ring_off, 56, 4);
+ZB_FIELD(zb_shm_hdr, ring_capacity, 60, 4);
+ZB_FIELD(zb_shm_hdr, arena_off, 64, 8);
+ZB_FIELD(zb_shm_hdr, arena_size, 72, 8);
+ZB_FIELD(zb_shm_hdr, max_msg_size, 80, 4);
+ZB_FIELD(zb_shm_hdr, slot_size, 84, 4);
+ZB_FIELD(zb_shm_hdr, desc_size, 88, 4);
+ZB_FIELD(zb_shm_hdr, reserved0, 92, 4);
+ZB_FIELD(zb_shm_hdr, reserved, 96, 32);
+
+/*
+ * struct zb_ctl - channel-wide control words.
+ *
+ *  0               8               16                       64
+ *  | claim_seq     | claim_pos     | next_pub_id | rsvd ...  |   producers
+ *  64                                                      128
+ *  | reserved (keeps line 0 alone: it is the contended one)  |
+ *  128             160             168       172      176  256
+ *  | sleepers[4]   | sub_gen       | pwaiters | pfutex | rsvd |   subscribers
+ *
+ * claim_seq/claim_pos are one 16-byte word updated by a double-width CAS, so
+ * a message's sequence number and its arena range are taken together and
+ * the arena is filled in sequence order. Subscribers only ever load
+ * claim_seq or claim_pos alone (8 bytes).
+ */
+struct zb_ctl {
+	uint64_t claim_seq;        /*   0 next seq to claim */
+	uint64_t claim_pos;        /*   8 next arena byte to claim */
+	uint32_t next_pub_id;      /*  16 fetch-and-add by new publishers */
+	uint32_t reserved0;        /*  20 */
+	uint8_t reserved1[104];    /*  24 pads claim to 2 cache lines */
+	uint64_t sleepers[4];      /* 128 bit i: slot i may sleep */
+	uint64_t reserved2;        /* 160 */
+	uint32_t prod_waiters;     /* 168 producers asleep for room */
+	uint32_t prod_futex;       /* 172 bumped by releasing subscribers */
+	uint8_t reserved3[80];     /* 176 */
+};
+_Static_assert(sizeof(struct zb_ctl) == 256, "zb_ctl size");
+ZB_FIELD(zb_ctl, claim_seq, 0, 8);
+ZB_FIELD(zb_ctl, claim_pos, 8, 8);
+ZB_FIELD(zb_ctl, next_pub_id, 16, 4);
+ZB_FIELD(zb_ctl, sleepers, 128, 32);
+ZB_FIELD(zb_ctl, prod_waiters, 168, 4);
+ZB_FIELD(zb_ctl, prod_futex, 172, 4);
+
+/* Subscriber slot states (zb_sub_slot.state). */
+#define ZB_SLOT_FREE 0u
+#define ZB_SLOT_JOINING 1u /* being set up; producers already respect it */
+#define ZB_SLOT_ACTIVE 2u
+
+/*
+ * struct zb_sub_slot - one subscription, written by its subscriber (the
+ * producers only read cons_*; a waking producer CASes wait_seq to 0 and
+ * bumps futex).
+ *
+ *  0      4       8      12     16         24         32        40     48
+ *  | state|policy | pid  |futex | cons_seq | cons_pos | wait_seq | gen  |
+ *  48                                                               128
+ *  | reserved                                                         |
+ */
+struct zb_sub_slot {
+	uint32_t state;     /*   0 ZB_SLOT_* */
+	uint32_t policy;    /*   4 ZBUS_RELIABLE / ZBUS_LOSSY */
+	uint32_t pid;       /*   8 informational only, never trusted */
+	uint32_t futex;     /*  12 bumped by the producer that wakes it */
+	uint64_t cons_seq;  /*  16 every seq below is released */
+	uint64_t cons_pos;  /*  24 every arena byte below is released */
+	uint64_t wait_seq;  /*  32 seq + 1 it sleeps for; 0: awake */
+	uint64_t gen;       /*  40 bumped at each join */
+	uint8_t reserved[80]; /* 48 */
+};
+_Static_assert(sizeof(struct zb_sub_slot) == 128, "zb_sub_slot size");
+ZB_FIELD(zb_sub_slot, state, 0, 4);
+ZB_FIELD(zb_sub_slot, policy, 4, 4);
+ZB_FIELD(zb_sub_slot, pid, 8, 4);
+ZB_FIELD(zb_sub_slot, futex, 12, 4);
+ZB_FIELD(zb_sub_slot, cons_seq, 16, 8);
+ZB_FIELD(zb_sub_slot, cons_pos, 24, 8);
+ZB_FIELD(zb_sub_slot, wait_seq, 32, 8);
+ZB_FIELD(zb_sub_slot, gen, 40, 8);
+
+/* Descriptor flags. */
+#define ZB_DESC_ABANDONED 0x1u /* loan given back: no message */
+#define ZB_DESC_KNOWN_FLAGS ZB_DESC_ABANDONED
+
+/*
+ * struct zb_desc - one message descriptor; a seqlock around its fields.
+ *
+ *  0          8          16       20      24       28      32
+ *  | commit   | pos      | length | flags | pub_id | rsvd  |
+ *
+ * commit is seq + 1 once message seq is published, 0 while a producer owns
+ * the slot (between claim and publish). A reader that loads commit == e + 1
+ * before and after reading the fields has a consistent copy of message e.
+ */
+struct zb_desc {
+	uint64_t commit;   /*  0 seq + 1, or 0 while being written */
+	uint64_t pos;      /*  8 arena position of the payload's first byte */
+	uint32_t length;   /* 16 payload bytes */
+	uint32_t flags;    /* 20 ZB_DESC_* */
+	uint32_t pub_id;   /* 24 publisher id */
+	uint32_t reserved; /* 28 zero */
+};
+_Static_assert(sizeof(struct zb_desc) == 32, "zb_desc size");
+ZB_FIELD(zb_desc, commit, 0, 8);
+ZB_FIELD(zb_desc, pos, 8, 8);
+ZB_FIELD(zb_desc, length, 16, 4);
+ZB_FIELD(zb_desc, flags, 20, 4);
+ZB_FIELD(zb_desc, pub_id, 24, 4);
+
+/*
+ * struct zb_geometry - a validated private copy of the header: what every
+ * process uses after attach. Not part of the shared format.
+ */
+struct zb_geometry {
+	uint64_t segment_size;
+	uint64_t arena_off;
+	uint64_t arena_size;
+	uint32_t ctl_off;
+	uint32_t subs_off;
+	uint32_t max_subs;
+	uint32_t ring_off;
+	uint32_t ring_capacity;
+	uint32_t max_msg_size;
+	uint16_t version_major;
+	uint16_t version_minor;
+};
+
+#endif /* ZB_LAYOUT_H */

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pub.c - public publisher API: loans, publish, abandon, copying sends.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "ring.h"
+#include "util.h"
+#include "wait.h"
+#include "zbus/zbus.h"
+
+/* Tags a loan so that a stray or reused struct is refused, not trusted. */
+#define LOAN_TAG 0x7a6c6f616eull /* "zloan" */
+
+struct zbus_pub {
+	struct zbus_channel *ch;
+	struct zb_ring_pub ring;
+	int timeout_ms;
+	/* Outstanding loans, oldest first, so that freeing the publisher
+	 * abandons them instead of leaving consumers stuck behind them. */
+	struct zb_claim *loans;
+	size_t nloans, cap_loans;
+};
+
+static int track_loan(struct zbus_pub *p, const struct zb_claim *c)
+{
+	if (p->nloans == p->cap_loans) {
+		size_t n = p->cap_loans ? 2 * p->cap_loans : 4;
+		struct zb_claim *v = realloc(p->loans, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->loans = v;
+		p->cap_loans = n;
+	}
+	p->loans[p->nloans++] = *c;
+	return 0;
+}
+
+/* Return: 0, or -EINVAL when @seq is not an outstanding loan of @p. */
+static int untrack_loan(struct zbus_pub *p, uint64_t seq)
+{
+	for (size_t i = 0; i < p->nloans; i++) {
+		if (p->loans[i].seq != seq)
+			continue;
+		memmove(&p->loans[i], &p->loans[i + 1],
+			(p->nloans - i - 1) * sizeof(*p->loans));
+		p->nloans--;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
+			     const struct zbus_pub_opts *opts,
+			     struct zbus_pub **out)
+{
+	struct zbus_pub *p;
+
+	if (!ch || !out)
+		return -EINVAL;
+	if (opts) {
+		for (size_t i = 0; i < 7; i++)
+			if (opts->reserved[i])
+				return -EINVAL;
+		if (opts->timeout_ms < -1)
+			return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->ch = ch;
+	p->timeout_ms = opts ? opts->timeout_ms : -1;
+	zb_ring_pub_init(&p->ring, &ch->seg);
+	*out = p;
+	return 0;
+}
+
+ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub)
+{
+	if (!pub)
+		return NULL;
+	for (size_t i = 0; i < pub->nloans; i++)
+		zb_ring_commit(&pub->ring, &pub->loans[i], 0,
+			       ZB_DESC_ABANDONED);
+	free(pub->loans);
+	free(pub);
+	return NULL;
+}
+
+ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub)
+{
+	return pub ? pub->ring.id : 0;
+}
+
+ZBUS_EXPORT int zbus_pub_loan(struct zbus_pub *pub, size_t size,
+			      struct zbus_loan *loan)
+{
+	struct zb_claim c;
+	uint64_t deadline = 0;
+	int r;
+
+	if (!pub || !loan)
+		return -EINVAL;
+	if (size > pub->ch->seg.g.max_msg_size)
+		return -EMSGSIZE;
+	for (;;) {
+		r = zb_ring_claim(&pub->ring, size, &c);
+		if (r != -EAGAIN || pub->timeout_ms == 0)
+			break;
+		if (!deadline)
+			deadline = zb_deadline_ms(pub->timeout_ms);
+		r = zb_ring_wait_room(&pub->ring, size, deadline);
+		if (r < 0)
+			break;
+	}
+	if (r < 0)
+		return r;
+	r = track_loan(pub, &c);
+	if (r < 0) {
+		zb_ring_commit(&pub->ring, &c, 0, ZB_DESC_ABANDONED);
+		return r;
+	}
+	loan->data = pub->ch->seg.arena +
+		     (c.pos & (pub->ch->seg.g.arena_size - 1));
+	loan->size = size;
+	loan->seq = c.seq;
+	loan->priv[0] = c.pos;
+	loan->priv[1] = LOAN_TAG << 24 | (uint64_t)pub->ring.id;
+	return 0;
+}
+
+/* Check @loan is an outstanding loan of @pub and take it off the list. */
+static int take_loan(struct zbus_pub *pub, const struct zbus_loan *loan,
+		     struct zb_claim *c)
+{
+	if (!pub || !loan || loan->priv[1] != (LOAN_TAG << 24 | pub->ring.id))
+		return -EINVAL;
+	c->seq = loan->seq;
+	c->pos = loan->priv[0];
+	c->size = loan->size;
+	return untrack_loan(pub, c->seq);
+}
+
+ZBUS_EXPORT int zbus_pub_publish(struct zbus_pub *pub, struct zbus_loan *loan,
+				 size_t size)
+{
+	struct zb_claim c;
+	int r;
+
+	if (loan && size > loan->size)
+		return -EINVAL;
+	r = take_loan(pub, loan, &c);
+	if (r < 0)
+		return r;
+	zb_ring_commit(&pub->ring, &c, (uint32_t)size, 0);
+	loan->priv[1] = 0; /* spent: a second publish is refused */
+	return 0;
+}
+
+ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan)
+{
+	struct zb_claim c;
+	int r = take_loan(pub, loan, &c);
+
+	if (r < 0)
+		return r;
+	zb_ring_commit(&pub->ring, &c, 0, ZB_DESC_ABANDONED);
+	loan->priv[1] = 0;
+	return 0;
+}
+
+ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
+			       int iovcnt)
+{
+	struct zbus_loan loan;
+	size_t total = 0;
+	uint8_t *dst;
+	int r;
+
+	if (!pub || iovcnt < 0 || (iovcnt && !iov))
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SIZE_MAX - total)
+			return -EMSGSIZE;
+		total += iov[i].iov_len;
+	}
+	r = zbus_pub_loan(pub, total, &loan);
+	if (r < 0)
+		return r;
+	dst = loan.data;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+	return zbus_pub_publish(pub, &loan, total);
+}
+
+ZBUS_EXPORT int zbus_pub_send(struct zbus_pub *pub, const void *data,
+			      size_t size)
+{
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
+
+	return zbus_pub_sendv(pub, &iov, 1);
+}

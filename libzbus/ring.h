@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring.h - the descriptor ring and payload arena: claim, publish, read,
+ * release, and the futex hand-shakes between producers and subscribers.
+ * See ring_pub.c for the design and its invariants.
+ */
+#ifndef ZB_RING_H
+#define ZB_RING_H
+
+#include <stdint.h>
+
+#include "segment.h"
+
+/* Private state of one publisher. */
+struct zb_ring_pub {
+	struct zb_segment *seg;
+	uint32_t id;
+	uint64_t limit_seq; /* claims with seq < limit_seq are safe */
+	uint64_t limit_pos; /* claims ending at or before limit_pos are safe */
+};
+
+struct zb_claim {
+	uint64_t seq;
+	uint64_t pos;  /* payload start */
+	uint64_t size; /* bytes loaned */
+};
+
+void zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg);
+/*
+ * zb_ring_claim() - take the next seq and @size arena bytes.
+ * Return: 0; -EAGAIN when a reliable subscriber holds the room (the caller
+ * waits with zb_ring_wait_room() and retries).
+ */
+int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c);
+/* Make @c's descriptor visible with @len bytes and @flags, wake sleepers. */
+void zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
+		    uint32_t len, uint32_t flags);
+/*
+ * zb_ring_wait_room() - sleep until a subscriber releases or @deadline.
+ * Return: 0 (retry the claim); -ETIMEDOUT.
+ */
+int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size,
+		      uint64_t deadline);
+
+/* Outcome of looking at the next message of a subscription. */
+enum zb_read {
+	ZB_READ_MSG,       /* a message: fields filled */
+	ZB_READ_EMPTY,     /* nothing published yet */
+	ZB_READ_SKIPPED,   /* abandoned loan or lossy overrun: look again */
+	ZB_READ_BAD,       /* descriptor failed validation, skipped */
+};
+
+struct zb_ring_msg {
+	uint64_t seq;
+	uint64_t pos;
+	uint32_t len;
+	uint32_t pub_id;
+	const uint8_t *data;
+	uint64_t missed; /* lossy: lost right before this message */
+};
+
+/* Private state of one subscription (the shared part is its slot). */
+struct zb_ring_sub {
+	struct zb_segment *seg;
+	struct zb_sub_slot *slot;
+	uint32_t slot_idx;
+	uint32_t policy;
+	uint64_t read_seq;     /* next seq to look at */
+	uint64_t read_pos;     /* arena released up to here once read */
+	uint64_t held_seq;     /* first seq not yet released */
+	uint64_t oldest_pos;   /* payload start of the oldest held message */
+	uint64_t holding;      /* messages handed out since last release */
+	uint64_t pending_missed;
+	uint64_t received, missed, bad, abandoned;
+};
+
+/* Return: 0; -ENOSPC when every slot is taken. */
+int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
+		     uint32_t policy);
+void zb_ring_sub_leave(struct zb_ring_sub *s);
+enum zb_read zb_ring_read(struct zb_ring_sub *s, struct zb_ring_msg *m);
+/* Lossy: 1 if every payload held since the last release is intact. */
+int zb_ring_held_intact(const struct zb_ring_sub *s);
+/* Lossy: 1 if the payload of @m is intact now. */
+int zb_ring_msg_intact(const struct zb_ring_sub *s,
+		       const struct zb_ring_msg *m);
+void zb_ring_release(struct zb_ring_sub *s);
+/* 1 if zb_ring_read() at @seq would find something (message or skip). */
+int zb_ring_ready(const struct zb_ring_sub *s, uint64_t seq);
+/*
+ * zb_ring_sleep() - futex sleep until message @seq may be ready, @deadline
+ * passes, or *@stop becomes non-zero (checked after announcing).
+ * Return: 0 (look again); -ETIMEDOUT.
+ */
+int zb_ring_sleep(struct zb_ring_sub *s, uint64_t seq, uint64_t deadline,
+		  const volatile int *stop);
+/* Wake a zb_ring_sleep() on this subscription (used to stop threads). */
+void zb_ring_kick(struct zb_ring_sub *s);
+
+#endif /* ZB_RING_H */

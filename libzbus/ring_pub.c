@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring_pub.c - the producer side of the descriptor ring.
+ *
+ * Design. The stream is two free-running 64-bit counters, seq (messages)
+ * and pos (arena bytes), kept together in ctl->claim_{seq,pos}. A producer
+ * claims a message with ONE double-width CAS that advances both, so every
+ * message's arena range follows its predecessor's: arena order is sequence
+ * order, and a subscriber that releases up to seq S has also released the
+ * arena up to that message's end. This is what lets many producers share
+ * one arena lock-free (a failed CAS means another producer progressed) with
+ * variable-sized messages and no pools.
+ *
+ * A claim that would straddle the arena's end pads to the next lap; the
+ * arena holds at least two maximum messages so pad + message always fits.
+ *
+ * Publishing is a seqlock write on the descriptor: the claim stores commit=0
+ * (busy) before anything else, the publish writes the fields and then
+ * release-stores commit = seq + 1.
+ *
+ * Invariants:
+ *  1. claim_seq and claim_pos only grow, and only by a successful CAS16.
+ *  2. A producer claims seq s only if s < min(cons_seq) + capacity over the
+ *     active reliable subscribers, and arena bytes up to end only if
+ *     end <= min(cons_pos) + arena_size: nothing a reliable subscriber has
+ *     not released is ever overwritten.
+ *  3. The limits are computed from a snapshot (Y) of the claim taken BEFORE
+ *     scanning the slots; a subscriber that joins unseen starts at a claim
+ *     read after it became ACTIVE (Z >= Y), so limits min(Y, ...) + window
+ *     never overrun it (see zb_ring_sub_join()).
+ *  4. Payload bytes of message m are intact while claim_pos <= m.pos +
+ *     arena_size: claim_pos is advanced (full barrier) before any byte of
+ *     a new claim is written. Lossy readers check this after reading.
+ *  5. Values read from subscriber slots are hostile: a cons_* that is ahead
+ *     of the claim or further behind than one window is ignored (it can
+ *     neither stall nor corrupt the stream; at worst it loses its own
+ *     protection).
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "util.h"
+#include "wait.h"
+#include "zbus/zbus.h"
+
+#define PRODUCER_SPIN_NS 20000ull /* spin this long for room, then sleep */
+
+void zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg)
+{
+	memset(p, 0, sizeof(*p));
+	p->seg = seg;
+	/* Ids are informational; 0 is never handed out so that a zeroed
+	 * descriptor is recognisable. */
+	p->id = zb_fetch_add32(&seg->ctl->next_pub_id, 1) + 1;
+}
+
+static void load_claim(const struct zb_ctl *ctl, uint64_t *seq, uint64_t *pos)
+{
+	/* Two 8-byte loads need not be a consistent pair: the CAS16 that
+	 * follows validates them. */
+	*seq = zb_load64_acquire(&ctl->claim_seq);
+	*pos = zb_load64_acquire(&ctl->claim_pos);
+}
+
+static int cas_claim(struct zb_ctl *ctl, uint64_t seq, uint64_t pos,
+		     uint64_t new_seq, uint64_t new_pos)
+{
+	AO_double_t old_v, new_v;
+
+	old_v.AO_val1 = seq;
+	old_v.AO_val2 = pos;
+	new_v.AO_val1 = new_seq;
+	new_v.AO_val2 = new_pos;
+	/* Full barrier: the claim is visible before any byte of it is
+	 * written (invariant 4). */
+	return AO_double_compare_and_swap_full(
+		(volatile AO_double_t *)&ctl->claim_seq, old_v, new_v);
+}
+
+/* Recompute the limits from the slots (invariants 2, 3, 5). */
+static void scan_limits(struct zb_ring_pub *p, uint64_t y_seq, uint64_t y_pos)
+{
+	const struct zb_geometry *g = &p->seg->g;
+	uint64_t min_seq = y_seq, min_pos = y_pos;
+
+	for (uint32_t i = 0; i < g->max_subs; i++) {
+		struct zb_sub_slot *sl = &p->seg->slots[i];
+		uint64_t cs, cp;
+
+		/* Acquire pairs with the release of state in
+		 * zb_ring_sub_join(): policy and cons_* are set before. */
+		if (zb_load32_acquire(&sl->state) != ZB_SLOT_ACTIVE ||
+		    zb_load32(&sl->policy) != ZBUS_RELIABLE)
+			continue;
+		cs = zb_load64_acquire(&sl->cons_seq);
+		cp = zb_load64_acquire(&sl->cons_pos);
+		if (y_seq - cs > g->ring_capacity || y_pos - cp > g->arena_size)
+			continue; /* hostile or stale: invariant 5 */
+		if (y_seq - cs > y_seq - min_seq)
+			min_seq = cs;
+		if (y_pos - cp > y_pos - min_pos)
+			min_pos = cp;
+	}
+	p->limit_seq = min_seq + g->ring_capacity;
+	p->limit_pos = min_pos + g->arena_size;
+}
+
+/* Where a claim of @need bytes starting at @pos begins (padded to the next
+ * lap when it would straddle the arena's end). */
+static uint64_t claim_start(const struct zb_geometry *g, uint64_t pos,
+			    uint64_t need)
+{
+	uint64_t off = pos & (g->arena_size - 1);
+
+	return off + need > g->arena_size ? pos + (g->arena_size - off) : pos;
+}
+
+static int fits(const struct zb_ring_pub *p, uint64_t seq, uint64_t end)
+{
+	return (int64_t)(p->limit_seq - seq) > 0 &&
+	       (int64_t)(p->limit_pos - end) >= 0;
+}
+
+int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
+{
+	const struct zb_geometry *g = &p->seg->g;
+	uint64_t need = zb_align_up(size, ZB_ARENA_ALIGN);
+	struct zb_ctl *ctl = p->seg->ctl;
+
+	for (;;) { /* lock-free: a failed CAS means someone else claimed */
+		uint64_t seq, pos, start, end;
+
+		load_claim(ctl, &seq, &pos);
+		start = claim_start(g, pos, need);
+		end = start + need;
+		if (!fits(p, seq, end)) {
+			scan_limits(p, seq, pos);
+			if (!fits(p, seq, end))
+				return -EAGAIN;
+		}
+		if (cas_claim(ctl, seq, pos, seq + 1, end)) {
+			struct zb_desc *d =
+				&p->seg->ring[seq & (g->ring_capacity - 1)];
+
+			/* Seqlock write side: mark the slot busy before
+			 * anything of the new message is written, so a lossy
+			 * reader of its previous occupant notices. */
+			zb_store64(&d->commit, 0);
+			zb_fence_write();
+			c->seq = seq;
+			c->pos = start;
+			c->size = size;
+			return 0;
+		}
+	}
+}
+
+/* Wake the subscribers asleep waiting for a seq <= @seq. */
+static void wake_sleepers(struct zb_ring_pub *p, uint64_t seq)
+{
+	const struct zb_geometry *g = &p->seg->g;
+	struct zb_ctl *ctl = p->seg->ctl;
+
+	for (uint32_t w = 0; w * 64 < g->max_subs; w++) {
+		uint64_t bits = zb_load64(&ctl->sleepers[w]);
+
+		while (bits) {
+			uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			struct zb_sub_slot *sl;
+			uint64_t ws;
+
+			bits &= bits - 1;
+			if (i >= g->max_subs)
+				break;
+			sl = &p->seg->slots[i];
+			ws = zb_load64(&sl->wait_seq);
+			if (!ws || (int64_t)(seq - (ws - 1)) < 0)
+				continue; /* awake, or waits for later */
+			/*
+			 * Clear exactly the announcement we judged: a CAS on
+			 * the value, never a plain store, so a stale read
+			 * cannot erase a newer announcement (the lost wake-up
+			 * trap in FIELD-NOTES).
+			 */
+			if (zb_cas64(&sl->wait_seq, ws, 0)) {
+				zb_fetch_add32(&sl->futex, 1);
+				zb_futex_wake_all(&sl->futex);
+			}
+		}
+	}
+}
+
+void zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
+		    uint32_t len, uint32_t flags)
+{
+	const struct zb_geometry *g = &p->seg->g;
+	struct zb_desc *d = &p->seg->ring[c->seq & (g->ring_capacity - 1)];
+
+	zb_store64(&d->pos, c->pos);
+	zb_store32(&d->length, len);
+	zb_store32(&d->flags, flags);
+	zb_store32(&d->pub_id, p->id);
+	zb_store32(&d->reserved, 0);
+	/* Release pairs with the acquire of commit in zb_ring_read(): the
+	 * fields and the payload are visible before the commit is. */
+	zb_store64_release(&d->commit, c->seq + 1);
+	/* Dekker with zb_ring_sleep(): our commit before our load of the
+	 * sleepers, their announcement before their re-check of commit. */
+	zb_fence_full();
+	wake_sleepers(p, c->seq);
+}
+
+int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
+{
+	const struct zb_geometry *g = &p->seg->g;
+	struct zb_ctl *ctl = p->seg->ctl;
+	uint64_t spin_end = zb_now_ns() + PRODUCER_SPIN_NS;
+	uint64_t need = zb_align_up(size, ZB_ARENA_ALIGN);
+	int r = 0;
+
+	for (;;) {
+		uint64_t seq, pos;
+		uint32_t f;
+
+		uint64_t now;
+
+		load_claim(ctl, &seq, &pos);
+		scan_limits(p, seq, pos);
+		/* The same test as zb_ring_claim(), so that "room" here means
+		 * the claim can succeed and the caller never spins between
+		 * the two. */
+		if (fits(p, seq, claim_start(g, pos, need) + need))
+			return 0;
+		now = zb_now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		if (now < spin_end) {
+			zb_cpu_relax();
+			continue;
+		}
+		f = zb_load32(&ctl->prod_futex);
+		/* fetch-add is a full barrier: announced before re-check,
+		 * pairs with the fence in zb_ring_release(). */
+		zb_fetch_add32(&ctl->prod_waiters, 1);
+		load_claim(ctl, &seq, &pos);
+		scan_limits(p, seq, pos);
+		if (!fits(p, seq, claim_start(g, pos, need) + need))
+			r = zb_futex_wait(&ctl->prod_futex, f, deadline);
+		zb_fetch_add32(&ctl->prod_waiters, (uint32_t)-1);
+		if (r < 0)
+			return r;
+	}
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring_sub.c - the subscriber side of the descriptor ring.
+ *
+ * A subscription owns one slot of the subscriber table. It reads messages
+ * in sequence order; each descriptor is read once with a seqlock (commit
+ * before and after the fields) into private memory, validated there with
+ * overflow-safe arithmetic, and only then used. A bad descriptor costs that
+ * message only.
+ *
+ * Reliable subscriptions publish how far they have released (cons_seq,
+ * cons_pos) and producers never overwrite beyond it. Lossy ones publish
+ * nothing the producers wait for; they detect being overrun (the slot holds
+ * a later message, or the claim is more than one ring ahead) and skip ahead,
+ * counting exactly the sequence numbers they skipped, and check after the
+ * fact that a payload was not overwritten while they read it (invariant 4
+ * of ring_pub.c).
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "wait.h"
+#include "zbus/zbus.h"
+
+static struct zb_desc *desc_of(const struct zb_ring_sub *s, uint64_t seq)
+{
+	return &s->seg->ring[seq & (s->seg->g.ring_capacity - 1)];
+}
+
+int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
+		     uint32_t policy)
+{
+	struct zb_ctl *ctl = seg->ctl;
+
+	memset(s, 0, sizeof(*s));
+	s->seg = seg;
+	s->policy = policy;
+	for (uint32_t i = 0; i < seg->g.max_subs; i++) {
+		struct zb_sub_slot *sl = &seg->slots[i];
+		uint64_t seq, pos;
+
+		if (!zb_cas32(&sl->state, ZB_SLOT_FREE, ZB_SLOT_JOINING))
+			continue;
+		s->slot = sl;
+		s->slot_idx = i;
+		zb_store32(&sl->policy, policy);
+		zb_store32(&sl->pid, (uint32_t)getpid());
+		zb_store64(&sl->wait_seq, 0);
+		zb_store64(&sl->gen, zb_load64(&sl->gen) + 1);
+		zb_store64(&sl->cons_pos, zb_load64_acquire(&ctl->claim_pos));
+		zb_store64(&sl->cons_seq, zb_load64_acquire(&ctl->claim_seq));
+		/* Release pairs with the acquire in scan_limits(). */
+		zb_store32_release(&sl->state, ZB_SLOT_ACTIVE);
+		zb_fence_full();
+		/*
+		 * Start at a claim read after becoming visible (invariant 3 of
+		 * ring_pub.c): producers that did not see us yet computed
+		 * their limits from an older claim. pos is read before seq so
+		 * that cons_pos never exceeds the start of message cons_seq.
+		 */
+		pos = zb_load64_acquire(&ctl->claim_pos);
+		seq = zb_load64_acquire(&ctl->claim_seq);
+		zb_store64_release(&sl->cons_pos, pos);
+		zb_store64_release(&sl->cons_seq, seq);
+		s->read_seq = s->held_seq = seq;
+		s->read_pos = pos;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+void zb_ring_sub_leave(struct zb_ring_sub *s)
+{
+	struct zb_ctl *ctl = s->seg->ctl;
+
+	if (!s->slot)
+		return;
+	zb_and64(&ctl->sleepers[s->slot_idx / 64],
+		 ~(1ull << (s->slot_idx % 64)));
+	zb_store32_release(&s->slot->state, ZB_SLOT_FREE);
+	/* A producer may be asleep waiting for us: let it rescan. */
+	zb_fence_full();
+	if (zb_load32(&ctl->prod_waiters)) {
+		zb_fetch_add32(&ctl->prod_futex, 1);
+		zb_futex_wake_all(&ctl->prod_futex);
+	}
+	s->slot = NULL;
+}
+
+/* Lossy: is the subscription more than one ring behind the claim? */
+static int overrun(const struct zb_ring_sub *s, uint64_t seq, uint64_t commit)
+{
+	uint64_t claim = zb_load64_acquire(&s->seg->ctl->claim_seq);
+	uint64_t ahead = claim - seq;
+
+	if (commit && (int64_t)((commit - 1) - seq) > 0)
+		return 1; /* the slot already holds a later message */
+	return ahead > s->seg->g.ring_capacity && ahead < (1ull << 63);
+}
+
+int zb_ring_ready(const struct zb_ring_sub *s, uint64_t seq)
+{
+	uint64_t c = zb_load64_acquire(&desc_of(s, seq)->commit);
+
+	if (c == seq + 1)
+		return 1;
+	return s->policy == ZBUS_LOSSY && overrun(s, seq, c);
+}
+
+/* Lossy: skip to where the ring still holds messages, counting them. */
+static void skip_ahead(struct zb_ring_sub *s)
+{
+	uint64_t claim = zb_load64_acquire(&s->seg->ctl->claim_seq);
+	uint32_t cap = s->seg->g.ring_capacity;
+	/* Land half a ring behind the claim: far enough from the producers
+	 * not to be overrun again at once, recent enough to be useful. */
+	uint64_t to = claim - cap / 2;
+
+	if ((int64_t)(to - s->read_seq) <= 0)
+		to = s->read_seq + 1;
+	s->pending_missed += to - s->read_seq;
+	s->missed += to - s->read_seq;
+	s->read_seq = to;
+	/* read_pos stays: a lossy subscriber's cons_pos is not used. */
+}
+
+int zb_ring_msg_intact(const struct zb_ring_sub *s,
+		       const struct zb_ring_msg *m)
+{
+	uint64_t claim_pos;
+
+	/* Our reads of the payload happen before this load (seqlock). */
+	zb_fence_read();
+	claim_pos = zb_load64_acquire(&s->seg->ctl->claim_pos);
+	return claim_pos - m->pos <= s->seg->g.arena_size;
+}
+
+int zb_ring_held_intact(const struct zb_ring_sub *s)
+{
+	uint64_t claim_pos;
+
+	if (s->policy != ZBUS_LOSSY || !s->holding)
+		return 1;
+	zb_fence_read();
+	claim_pos = zb_load64_acquire(&s->seg->ctl->claim_pos);
+	return claim_pos - s->oldest_pos <= s->seg->g.arena_size;
+}
+
+enum zb_read zb_ring_read(struct zb_ring_sub *s, struct zb_ring_msg *m)
+{
+	const struct zb_geometry *g = &s->seg->g;
+	uint64_t e = s->read_seq, c1, c2, pos, off;
+	struct zb_desc *d = desc_of(s, e);
+	uint32_t len, flags, pub_id;
+
+	/* Acquire pairs with the release of commit in zb_ring_commit(). */
+	c1 = zb_load64_acquire(&d->commit);
+	if (c1 != e + 1) {
+		if (s->policy == ZBUS_LOSSY && overrun(s, e, c1)) {
+			skip_ahead(s);
+			return ZB_READ_SKIPPED;
+		}
+		return ZB_READ_EMPTY;
+	}
+	pos = zb_load64(&d->pos);
+	len = zb_load32(&d->length);
+	flags = zb_load32(&d->flags);
+	pub_id = zb_load32(&d->pub_id);
+	zb_fence_read();
+	c2 = zb_load64(&d->commit);
+	if (c2 != c1) {
+		/* Rewritten under us: a lossy reader was overrun; for a
+		 * reliable one a producer broke the protocol. */
+		if (s->policy == ZBUS_LOSSY) {
+			s->missed++;
+			s->pending_missed++;
+			s->read_seq++;
+			return ZB_READ_SKIPPED;
+		}
+		goto bad;
+	}
+
+	/* Validate the private copy: nothing below trusts shared memory. */
+	if (flags & ~ZB_DESC_KNOWN_FLAGS)
+		goto bad;
+	off = pos & (g->arena_size - 1);
+	if (len > g->max_msg_size || off + len > g->arena_size)
+		goto bad;
+	/* Arena order is sequence order: a message starts at or after the
+	 * previous one's end and within one lap of it. */
+	if (s->policy == ZBUS_RELIABLE && pos - s->read_pos > g->arena_size)
+		goto bad;
+
+	s->read_seq = e + 1;
+	if (flags & ZB_DESC_ABANDONED) {
+		s->abandoned++;
+		s->read_pos = pos;
+		return ZB_READ_SKIPPED;
+	}
+	m->seq = e;
+	m->pos = pos;
+	m->len = len;
+	m->pub_id = pub_id;
+	m->data = s->seg->arena + off;
+	if (s->policy == ZBUS_LOSSY && !zb_ring_msg_intact(s, m)) {
+		s->missed++;
+		s->pending_missed++;
+		return ZB_READ_SKIPPED;
+	}
+	s->read_pos = pos + zb_align_up(len, ZB_ARENA_ALIGN);
+	if (!s->holding)
+		s->oldest_pos = pos;
+	s->holding++;
+	m->missed = s->pending_missed;
+	s->pending_missed = 0;
+	s->received++;
+	return ZB_READ_MSG;
+
+bad:
+	s->bad++;
+	s->read_seq = e + 1;
+	return ZB_READ_BAD;
+}
+
+void zb_ring_release(struct zb_ring_sub *s)
+{
+	struct zb_ctl *ctl = s->seg->ctl;
+	struct zb_sub_slot *sl = s->slot;
+
+	s->holding = 0;
+	if (s->held_seq == s->read_seq)
+		return;
+	s->held_seq = s->read_seq;
+	/* Release pairs with the acquire in scan_limits(): our reads of the
+	 * payloads happen before the producer may overwrite them. pos first:
+	 * a producer reading the new seq with an old pos is conservative. */
+	zb_store64_release(&sl->cons_pos, s->read_pos);
+	zb_store64_release(&sl->cons_seq, s->read_seq);
+	if (s->policy != ZBUS_RELIABLE)
+		return;
+	/* Dekker with zb_ring_wait_room(): our release before our load of
+	 * prod_waiters, its announcement before its rescan. */
+	zb_fence_full();
+	if (zb_load32(&ctl->prod_waiters)) {
+		zb_fetch_add32(&ctl->prod_futex, 1);
+		zb_futex_wake_all(&ctl->prod_futex);
+	}
+}
+
+int zb_ring_sleep(struct zb_ring_sub *s, uint64_t seq, uint64_t deadline,
+		  const volatile int *stop)
+{
+	struct zb_sub_slot *sl = s->slot;
+	uint64_t *word = &s->seg->ctl->sleepers[s->slot_idx / 64];
+	uint64_t bit = 1ull << (s->slot_idx % 64);
+	uint32_t f;
+	int r = 0;
+
+	/* Read the futex word before announcing: a wake after this point
+	 * changes it and the futex_wait below returns at once. */
+	f = zb_load32(&sl->futex);
+	zb_store64(&sl->wait_seq, seq + 1);
+	zb_or64(word, bit); /* CAS: full barrier, announce before re-check */
+	zb_fence_full();
+	if (!zb_ring_ready(s, seq) && !(stop && *stop))
+		r = zb_futex_wait(&sl->futex, f, deadline);
+	/* Withdraw our announcement unless a producer already took it. */
+	zb_cas64(&sl->wait_seq, seq + 1, 0);
+	zb_and64(word, ~bit);
+	return r;
+}
+
+void zb_ring_kick(struct zb_ring_sub *s)
+{
+	zb_fetch_add32(&s->slot->futex, 1);
+	zb_futex_wake_all(&s->slot->futex);
+}
