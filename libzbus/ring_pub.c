@@ -79,6 +79,12 @@ static int cas_claim(struct zb_ctl *ctl, uint64_t seq, uint64_t pos,
 		(volatile AO_double_t *)&ctl->claim_seq, old_v, new_v);
 }
 
+/* Is @cons behind @y by at most @window (free-running counters)? */
+static int in_window(uint64_t y, uint64_t cons, uint64_t window)
+{
+	return (int64_t)(y - cons) > 0 && y - cons <= window;
+}
+
 /* Recompute the limits from the slots (invariants 2, 3, 5). */
 static void scan_limits(struct zb_ring_pub *p, uint64_t y_seq, uint64_t y_pos)
 {
@@ -96,11 +102,19 @@ static void scan_limits(struct zb_ring_pub *p, uint64_t y_seq, uint64_t y_pos)
 			continue;
 		cs = zb_load64_acquire(&sl->cons_seq);
 		cp = zb_load64_acquire(&sl->cons_pos);
-		if (y_seq - cs > g->ring_capacity || y_pos - cp > g->arena_size)
-			continue; /* hostile or stale: invariant 5 */
-		if (y_seq - cs > y_seq - min_seq)
+		/*
+		 * Each dimension on its own: y_seq and y_pos are two loads,
+		 * not a pair, so a subscriber can look ahead of one and
+		 * behind the other. Ahead binds nothing tighter than y; more
+		 * than one window behind is hostile (invariant 5). Dropping
+		 * both on either would let the newer y_pos stand in for an
+		 * arena position the subscriber still holds.
+		 */
+		if (in_window(y_seq, cs, g->ring_capacity) &&
+		    y_seq - cs > y_seq - min_seq)
 			min_seq = cs;
-		if (y_pos - cp > y_pos - min_pos)
+		if (in_window(y_pos, cp, g->arena_size) &&
+		    y_pos - cp > y_pos - min_pos)
 			min_pos = cp;
 	}
 	p->limit_seq = min_seq + g->ring_capacity;
