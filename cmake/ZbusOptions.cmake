@@ -13,6 +13,9 @@ elseif(ZBUS_SANITIZER STREQUAL "undefined")
 	set(_zb_san "undefined")
 elseif(ZBUS_SANITIZER STREQUAL "thread")
 	set(_zb_san "thread")
+	# gcc's TSan ignores atomic_thread_fence; every shared access here is
+	# an atomic load or store anyway, so TSan still sees each edge.
+	add_compile_options(-Wno-tsan)
 elseif(NOT ZBUS_SANITIZER STREQUAL "none")
 	message(FATAL_ERROR "ZBUS_SANITIZER must be none|address|undefined|thread")
 endif()

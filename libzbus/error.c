@@ -3,12 +3,16 @@
  * error.c - readable messages for the library's return codes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "zbus/zbus.h"
 
 ZBUS_EXPORT const char *zbus_strerror(int err)
 {
+	/* INT_MIN has no positive twin: no errno is that large anyway. */
+	if (err == INT_MIN)
+		return "unknown error";
 	switch (err < 0 ? -err : err) {
 	case 0:
 		return "success";

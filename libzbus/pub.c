@@ -184,6 +184,8 @@ ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
 	if (!pub || iovcnt < 0 || (iovcnt && !iov))
 		return -EINVAL;
 	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len && !iov[i].iov_base)
+			return -EINVAL;
 		if (iov[i].iov_len > SIZE_MAX - total)
 			return -EMSGSIZE;
 		total += iov[i].iov_len;

@@ -115,8 +115,9 @@ ZBUS_EXPORT int zbus_channel_create(const char *name,
  * seal, that its size matches the header, and the header itself: magic,
  * version, features, offsets and sizes.
  *
- * Return: 0; -EBADF; -EINVAL if @fd is not a memfd (or not sealed);
- * -EBADMSG for a corrupt header or wrong size; -EPROTO for an incompatible
+ * Return: 0; -EBADF; -EINVAL if @fd is not a memfd; -EPERM if it lacks
+ * the grow, shrink or seal seals; -EBADMSG for a corrupt header or a size
+ * that does not match it; -EPROTO for an incompatible
  * version or unknown feature; -ENOMEM; other -errno from mmap().
  * Thread-safety: any thread.
  */
@@ -226,7 +227,8 @@ ZBUS_EXPORT int zbus_pub_send(struct zbus_pub *pub, const void *data,
 
 /**
  * zbus_pub_sendv() - gather @iovcnt buffers into one message
- * Return: as zbus_pub_loan(); -EINVAL for a bad vector.
+ * Return: as zbus_pub_loan(); -EINVAL for a bad vector (NULL base with a
+ * non-zero length).
  */
 ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
 			       int iovcnt);
