@@ -1,0 +1,1648 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_ipc.c - zbus-bench: libzbus side by side with the IPC it competes with
+ *
+ * Transports, each moving one message of a fixed size at a time:
+ *   zbus       loan, write in place, publish; receive a batch in place, release
+ *   zbus-copy  zbus_pub_send() and zbus_sub_recv(): one copy on each side
+ *   shm-ring   a bare single-producer single-consumer ring in a shared
+ *              mapping, busy-polled: the floor the hardware allows
+ *   unix       AF_UNIX stream socketpair
+ *   pipe       pipe2()
+ *
+ * Scenarios:
+ *   latency     ping-pong over two links (one per direction); one-way latency
+ *               is half of each round trip, timed by the initiator
+ *   throughput  one-way stream; the clock runs from the producer's first
+ *               timed send to the consumer's last receive
+ *
+ * Rules that keep the comparison honest:
+ *  - Producer and consumer are separate processes, pinned to two CPUs, so
+ *    every byte really crosses between cores as it would between programs.
+ *  - Every transport writes the whole payload on the sending side and reads
+ *    the whole payload on the receiving side; a zero-copy transport must not
+ *    win by touching less memory than the program using it would.
+ *  - Every shared-memory side busy-polls with the same pause loop; the socket
+ *    and pipe sides block in the kernel, which is how they are used.
+ *  - Rings are warmed (every slot touched) before any timed message.
+ *  - A peer that dies or hangs fails the run: children have an alarm and
+ *    die with their parent, the parent has an alarm too and reaps always.
+ *
+ * Output: one row per (scenario, transport, size). Latency rows give the
+ * p50/p99/p99.9 of one-way latency over "samples" round trips; throughput
+ * rows give the median over "reps" runs of "samples" messages each, with
+ * the slowest and fastest run as the spread.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zbus/zbus.h>
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+
+#define CACHE_LINE 64
+#define RECV_BATCH 64		/* messages per zbus_sub_recv_batch() */
+#define MAX_SIZES 16
+#define MAX_SIZE (16 * MiB)	/* rings hold several: keep memory sane */
+#define MAX_REPS 1000
+
+/* ------------------------------------------------------------------------ */
+/* Errors, signals, time                                                    */
+/* ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_timed_out;	/* SIGALRM seen */
+static volatile sig_atomic_t g_child_exited;	/* SIGCHLD seen (parent) */
+static volatile uint64_t g_sink;		/* keeps payload reads alive */
+static char g_err[512];			/* first failure, for stderr */
+
+/*
+ * Only the first failure is recorded: it is the cause, whatever fails while
+ * unwinding after it is a consequence.
+ */
+static void set_err(const char *fmt, va_list ap, const char *reason)
+{
+	size_t n;
+
+	if (g_err[0])
+		return;
+	vsnprintf(g_err, sizeof(g_err), fmt, ap);
+	n = strlen(g_err);
+	if (reason && n < sizeof(g_err))
+		snprintf(g_err + n, sizeof(g_err) - n, ": %s", reason);
+}
+
+__attribute__((format(printf, 2, 3)))
+static int fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_err(fmt, ap, strerror(-err));
+	va_end(ap);
+	return err;
+}
+
+/* As fail(), for a return code of libzbus: it has its own texts. */
+__attribute__((format(printf, 2, 3)))
+static int zfail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_err(fmt, ap, zbus_strerror(err));
+	va_end(ap);
+	return err;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	g_timed_out = 1;
+}
+
+static void on_child(int sig)
+{
+	(void)sig;
+	g_child_exited = 1;
+}
+
+static int setup_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	/*
+	 * No SA_RESTART: a read() or write() blocked on a peer that hangs
+	 * must return EINTR so that the alarm is noticed.
+	 */
+	sa.sa_handler = on_alarm;
+	if (sigaction(SIGALRM, &sa, NULL) < 0)
+		return fail(-errno, "sigaction(SIGALRM)");
+	sa.sa_handler = on_child;
+	sa.sa_flags = SA_NOCLDSTOP;
+	if (sigaction(SIGCHLD, &sa, NULL) < 0)
+		return fail(-errno, "sigaction(SIGCHLD)");
+	/* A peer that died must give EPIPE, not kill us silently. */
+	sa.sa_handler = SIG_IGN;
+	sa.sa_flags = 0;
+	if (sigaction(SIGPIPE, &sa, NULL) < 0)
+		return fail(-errno, "sigaction(SIGPIPE)");
+	return 0;
+}
+
+static bool stop_requested(void)
+{
+	bool stop = g_timed_out || g_child_exited;
+
+	/*
+	 * Keep the compiler from moving the flag read after the poll that
+	 * follows: a poll made after the flag was seen must see everything
+	 * the peer published before it exited.
+	 */
+	atomic_signal_fence(memory_order_seq_cst);
+	return stop;
+}
+
+static int stop_error(const char *where)
+{
+	if (g_timed_out)
+		return fail(-ETIMEDOUT, "%s: gave up waiting", where);
+	return fail(-EPIPE, "%s: peer exited", where);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/*
+ * Busy-poll @expr while it returns -EAGAIN, every transport the same way.
+ * The stop flags are sampled before each attempt, so the attempt made after
+ * a peer's exit was noticed still sees what the peer published; only if
+ * that one finds nothing either do we give up.
+ */
+#define SPIN(ret, expr, where)                                 \
+	do {                                                   \
+		for (;;) {                                     \
+			bool stop_ = stop_requested();         \
+			(ret) = (expr);                        \
+			if ((ret) != -EAGAIN)                  \
+				break;                         \
+			if (stop_) {                           \
+				(ret) = stop_error(where);     \
+				break;                         \
+			}                                      \
+			cpu_relax();                           \
+		}                                              \
+	} while (0)
+
+/* CLOCK_MONOTONIC is system-wide: both processes read the same clock. */
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static uint64_t round_up(uint64_t v, uint64_t align)
+{
+	return (v + align - 1) / align * align;
+}
+
+static uint64_t pow2_floor(uint64_t v)
+{
+	uint64_t p = 1;
+
+	while (p <= v / 2)
+		p *= 2;
+	return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Payload: written in full by every sender, read in full by every receiver */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Every byte carries the low byte of @seq; the first word carries @seq and
+ * the last word ~@seq, so a lost, repeated, reordered or torn message shows.
+ */
+static void payload_fill(void *dst, size_t size, uint64_t seq)
+{
+	unsigned char *p = dst;
+	uint64_t inv = ~seq;
+
+	memset(p, (int)(seq & 0xff), size);
+	if (size >= 8)
+		memcpy(p, &seq, 8);
+	if (size >= 16)
+		memcpy(p + size - 8, &inv, 8);
+}
+
+static int payload_read(const void *src, size_t size, uint64_t seq)
+{
+	const unsigned char *p = src;
+	uint64_t sum = 0, w, first, last;
+	size_t i;
+	bool ok;
+
+	/* Summing every word is the "consumer reads the payload" part. */
+	for (i = 0; i + 8 <= size; i += 8) {
+		memcpy(&w, p + i, 8);
+		sum += w;
+	}
+	for (; i < size; i++)
+		sum += p[i];
+	g_sink += sum;
+
+	if (size >= 8) {
+		memcpy(&first, p, 8);
+		ok = first == seq;
+	} else {
+		first = p[0];
+		ok = first == (seq & 0xff);
+	}
+	if (size >= 16) {
+		memcpy(&last, p + size - 8, 8);
+		ok = ok && last == ~seq;
+	}
+	/* Past 16 bytes the middle byte is neither stamp. */
+	if (size > 16)
+		ok = ok && p[size / 2] == (unsigned char)(seq & 0xff);
+	if (!ok)
+		return fail(-EBADMSG,
+			    "message %" PRIu64 " arrived with a wrong payload "
+			    "(first word %#" PRIx64 ")", seq, first);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocking fd helpers                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int write_full(int fd, const void *buf, size_t len, const char *where)
+{
+	const unsigned char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR && !g_timed_out)
+				continue;
+			if (errno == EINTR)
+				return fail(-ETIMEDOUT, "%s: write", where);
+			if (errno == EPIPE)
+				return fail(-EPIPE, "%s: peer exited", where);
+			return fail(-errno, "%s: write", where);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_full(int fd, void *buf, size_t len, const char *where)
+{
+	unsigned char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = read(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR && !g_timed_out)
+				continue;
+			if (errno == EINTR)
+				return fail(-ETIMEDOUT, "%s: read", where);
+			return fail(-errno, "%s: read", where);
+		}
+		if (n == 0)
+			return fail(-EPIPE, "%s: peer exited", where);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Links: one direction of one transport                                    */
+/* ------------------------------------------------------------------------ */
+
+enum role { ROLE_TX, ROLE_RX };
+
+/*
+ * struct geom - how much a link may hold in flight
+ * @ring: zbus ring_capacity
+ * @arena: zbus arena_bytes (0: library default)
+ * @slots: shm-ring slots, a power of two
+ */
+struct geom {
+	uint32_t ring;
+	uint64_t arena;
+	uint32_t slots;
+};
+
+/*
+ * The bare ring: each index sits on its own pair of cache lines, named
+ * after its only writer, so the two sides never share (or prefetch) a line.
+ * Slots of the message size rounded to a cache line follow the struct.
+ */
+struct shm_ring {
+	_Alignas(2 * CACHE_LINE) _Atomic uint64_t prod_tail; /* next to fill */
+	_Alignas(2 * CACHE_LINE) _Atomic uint64_t cons_head; /* next to read */
+};
+
+struct zlink {
+	struct zbus_channel *ch;
+	pid_t owner;			/* process that created @ch */
+	struct zbus_pub *pub;
+	struct zbus_sub *sub;
+	unsigned int idx;		/* next of msgs[] to hand out */
+	unsigned int cnt;		/* valid entries of msgs[] */
+	struct zbus_msg msgs[RECV_BATCH];
+};
+
+struct rlink {
+	struct shm_ring *ring;
+	size_t map_bytes;
+	size_t slot_bytes;
+	uint64_t mask;
+	uint64_t pos;			/* this side's own index */
+	uint64_t peer;			/* peer's index, last read */
+};
+
+struct flink {
+	int fd[2];			/* [0] read end, [1] write end */
+};
+
+struct transport;
+
+struct link {
+	const struct transport *tp;
+	size_t size;
+	struct geom geom;
+	unsigned char *buf;		/* copying transports: own buffer */
+	union {
+		struct zlink z;
+		struct rlink r;
+		struct flink f;
+	};
+};
+
+/*
+ * struct transport - what a transport does; @create runs before fork() in
+ * the parent, @open after it in each process for the role it plays there,
+ * @close in each process for whatever it holds (also after a failed
+ * @create). @send and @recv move one message; @copies says the transport
+ * needs a private buffer to write into or read from.
+ */
+struct transport {
+	const char *name;
+	bool copies;
+	int (*create)(struct link *l);
+	int (*open)(struct link *l, enum role role);
+	int (*send)(struct link *l, uint64_t seq);
+	int (*recv)(struct link *l, uint64_t seq);
+	void (*close)(struct link *l);
+};
+
+/* zbus, both flavours ---------------------------------------------------- */
+
+static int zlink_create(struct link *l)
+{
+	struct zbus_channel_opts opts;
+	int ret;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.max_msg_size = (uint32_t)l->size;
+	opts.ring_capacity = l->geom.ring;
+	opts.arena_bytes = l->geom.arena;
+	l->z.owner = getpid();
+	ret = zbus_channel_create("zbus-bench", &opts, &l->z.ch);
+	if (ret < 0)
+		return zfail(ret, "zbus_channel_create(max_msg_size %zu, "
+			     "ring %u, arena %" PRIu64 ")", l->size,
+			     l->geom.ring, l->geom.arena);
+	return 0;
+}
+
+static int zlink_open(struct link *l, enum role role)
+{
+	struct zlink *z = &l->z;
+	struct zbus_channel *ch;
+	struct zbus_pub_opts po;
+	struct zbus_sub_opts so;
+	int ret;
+
+	if (getpid() != z->owner) {
+		/*
+		 * The child maps the channel from its memfd as any other
+		 * process would, instead of using the inherited mapping.
+		 */
+		ret = zbus_channel_attach_dup(zbus_channel_fd(z->ch), &ch);
+		if (ret < 0)
+			return zfail(ret, "zbus_channel_attach_dup");
+		zbus_channel_free(z->ch);
+		z->ch = ch;
+	}
+
+	if (role == ROLE_TX) {
+		/* Never block in the library: we busy-poll like shm-ring. */
+		memset(&po, 0, sizeof(po));
+		po.timeout_ms = 0;
+		ret = zbus_pub_new(z->ch, &po, &z->pub);
+		if (ret < 0)
+			return zfail(ret, "zbus_pub_new");
+	} else {
+		memset(&so, 0, sizeof(so));
+		so.policy = ZBUS_RELIABLE;
+		ret = zbus_sub_new(z->ch, &so, &z->sub);
+		if (ret < 0)
+			return zfail(ret, "zbus_sub_new");
+	}
+	return 0;
+}
+
+static void zlink_close(struct link *l)
+{
+	struct zlink *z = &l->z;
+
+	z->sub = zbus_sub_free(z->sub);
+	z->pub = zbus_pub_free(z->pub);
+	z->ch = zbus_channel_free(z->ch);
+}
+
+static int zc_send(struct link *l, uint64_t seq)
+{
+	struct zbus_loan loan;
+	int ret;
+
+	SPIN(ret, zbus_pub_loan(l->z.pub, l->size, &loan), "zbus_pub_loan");
+	if (ret < 0)
+		return zfail(ret, "zbus_pub_loan(%zu)", l->size);
+	if (loan.size < l->size || !loan.data)
+		return fail(-EPROTO, "zbus_pub_loan(%zu) loaned %zu bytes "
+			    "at %p", l->size, loan.size, loan.data);
+	payload_fill(loan.data, l->size, seq);
+	ret = zbus_pub_publish(l->z.pub, &loan, l->size);
+	if (ret < 0)
+		return zfail(ret, "zbus_pub_publish");
+	return 0;
+}
+
+static int zc_recv(struct link *l, uint64_t seq)
+{
+	struct zlink *z = &l->z;
+	const struct zbus_msg *m;
+	int ret;
+
+	if (z->idx == z->cnt) {
+		SPIN(ret, zbus_sub_recv_batch(z->sub, z->msgs, RECV_BATCH, 0),
+		     "zbus_sub_recv_batch");
+		if (ret < 0)
+			return zfail(ret, "zbus_sub_recv_batch");
+		if (ret == 0 || ret > RECV_BATCH)
+			return fail(-EPROTO, "zbus_sub_recv_batch returned %d "
+				    "for at most %d", ret, RECV_BATCH);
+		z->cnt = (unsigned int)ret;
+		z->idx = 0;
+	}
+
+	m = &z->msgs[z->idx++];
+	if (m->size != l->size)
+		return fail(-EBADMSG, "zbus message %" PRIu64 " has %zu bytes, "
+			    "expected %zu", seq, m->size, l->size);
+	ret = payload_read(m->data, m->size, seq);
+	if (ret < 0)
+		return ret;
+
+	/* Give the batch back once read: the producer may be waiting on it. */
+	if (z->idx == z->cnt) {
+		ret = zbus_sub_release(z->sub);
+		if (ret < 0)
+			return zfail(ret, "zbus_sub_release");
+	}
+	return 0;
+}
+
+static int zcopy_send(struct link *l, uint64_t seq)
+{
+	int ret;
+
+	payload_fill(l->buf, l->size, seq);
+	SPIN(ret, zbus_pub_send(l->z.pub, l->buf, l->size), "zbus_pub_send");
+	if (ret < 0)
+		return zfail(ret, "zbus_pub_send(%zu)", l->size);
+	return 0;
+}
+
+static int zcopy_recv(struct link *l, uint64_t seq)
+{
+	int ret;
+
+	SPIN(ret, zbus_sub_recv(l->z.sub, l->buf, l->size, NULL, 0),
+	     "zbus_sub_recv");
+	if (ret < 0)
+		return zfail(ret, "zbus_sub_recv");
+	if ((size_t)ret != l->size)
+		return fail(-EBADMSG, "zbus_sub_recv returned %d bytes, "
+			    "expected %zu", ret, l->size);
+	return payload_read(l->buf, l->size, seq);
+}
+
+/* shm-ring --------------------------------------------------------------- */
+
+static int ring_create(struct link *l)
+{
+	struct rlink *r = &l->r;
+	void *p;
+
+	r->slot_bytes = round_up(l->size, CACHE_LINE);
+	r->mask = l->geom.slots - 1;
+	r->map_bytes = sizeof(struct shm_ring) +
+		       (size_t)l->geom.slots * r->slot_bytes;
+	/* MAP_SHARED before fork(): both processes see the same pages. */
+	p = mmap(NULL, r->map_bytes, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return fail(-errno, "mmap(%zu)", r->map_bytes);
+	r->ring = p;
+	/* Atomics shared between processes must be lock-free (address-free). */
+	if (!atomic_is_lock_free(&r->ring->prod_tail))
+		return fail(-ENOTSUP, "shm-ring: 64-bit atomics are not "
+			    "lock-free");
+	atomic_init(&r->ring->prod_tail, 0);
+	atomic_init(&r->ring->cons_head, 0);
+	return 0;
+}
+
+static int ring_open(struct link *l, enum role role)
+{
+	(void)role;
+	l->r.pos = 0;
+	l->r.peer = 0;
+	return 0;
+}
+
+static void ring_close(struct link *l)
+{
+	if (l->r.ring)
+		munmap(l->r.ring, l->r.map_bytes);
+	l->r.ring = NULL;
+}
+
+static unsigned char *ring_slot(const struct rlink *r, uint64_t pos)
+{
+	return (unsigned char *)r->ring + sizeof(struct shm_ring) +
+	       (pos & r->mask) * r->slot_bytes;
+}
+
+static int ring_try_reserve(struct rlink *r)
+{
+	if (r->pos - r->peer <= r->mask)
+		return 0;
+	/*
+	 * Acquire pairs with the release of cons_head in ring_recv(): the
+	 * consumer is done reading a slot before we overwrite it.
+	 */
+	r->peer = atomic_load_explicit(&r->ring->cons_head,
+				       memory_order_acquire);
+	return r->pos - r->peer <= r->mask ? 0 : -EAGAIN;
+}
+
+static int ring_try_peek(struct rlink *r)
+{
+	if (r->peer != r->pos)
+		return 0;
+	/*
+	 * Acquire pairs with the release of prod_tail in ring_send(): the
+	 * payload is visible once the index that announces it is.
+	 */
+	r->peer = atomic_load_explicit(&r->ring->prod_tail,
+				       memory_order_acquire);
+	return r->peer != r->pos ? 0 : -EAGAIN;
+}
+
+static int ring_send(struct link *l, uint64_t seq)
+{
+	struct rlink *r = &l->r;
+	int ret;
+
+	SPIN(ret, ring_try_reserve(r), "shm-ring send");
+	if (ret < 0)
+		return ret;
+	payload_fill(ring_slot(r, r->pos), l->size, seq);
+	r->pos++;
+	/* Release pairs with the acquire in ring_try_peek(). */
+	atomic_store_explicit(&r->ring->prod_tail, r->pos,
+			      memory_order_release);
+	return 0;
+}
+
+static int ring_recv(struct link *l, uint64_t seq)
+{
+	struct rlink *r = &l->r;
+	int ret;
+
+	SPIN(ret, ring_try_peek(r), "shm-ring recv");
+	if (ret < 0)
+		return ret;
+	ret = payload_read(ring_slot(r, r->pos), l->size, seq);
+	if (ret < 0)
+		return ret;
+	r->pos++;
+	/* Release pairs with the acquire in ring_try_reserve(). */
+	atomic_store_explicit(&r->ring->cons_head, r->pos,
+			      memory_order_release);
+	return 0;
+}
+
+/* unix, pipe ------------------------------------------------------------- */
+
+static int unix_create(struct link *l)
+{
+	l->f.fd[0] = l->f.fd[1] = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, l->f.fd) < 0)
+		return fail(-errno, "socketpair");
+	return 0;
+}
+
+static int pipe_create(struct link *l)
+{
+	l->f.fd[0] = l->f.fd[1] = -1;
+	if (pipe2(l->f.fd, O_CLOEXEC) < 0)
+		return fail(-errno, "pipe2");
+	return 0;
+}
+
+static int fd_open(struct link *l, enum role role)
+{
+	int unused = role == ROLE_TX ? 0 : 1;
+
+	/* Drop the other end: a dead peer reads as EOF or EPIPE, not a hang. */
+	close(l->f.fd[unused]);
+	l->f.fd[unused] = -1;
+	return 0;
+}
+
+static void fd_close(struct link *l)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (l->f.fd[i] >= 0)
+			close(l->f.fd[i]);
+		l->f.fd[i] = -1;
+	}
+}
+
+static int fd_send(struct link *l, uint64_t seq)
+{
+	payload_fill(l->buf, l->size, seq);
+	return write_full(l->f.fd[1], l->buf, l->size, l->tp->name);
+}
+
+static int fd_recv(struct link *l, uint64_t seq)
+{
+	int ret;
+
+	ret = read_full(l->f.fd[0], l->buf, l->size, l->tp->name);
+	if (ret < 0)
+		return ret;
+	return payload_read(l->buf, l->size, seq);
+}
+
+static const struct transport transports[] = {
+	{
+		.name = "zbus", .copies = false,
+		.create = zlink_create, .open = zlink_open,
+		.send = zc_send, .recv = zc_recv, .close = zlink_close,
+	},
+	{
+		.name = "zbus-copy", .copies = true,
+		.create = zlink_create, .open = zlink_open,
+		.send = zcopy_send, .recv = zcopy_recv, .close = zlink_close,
+	},
+	{
+		.name = "shm-ring", .copies = false,
+		.create = ring_create, .open = ring_open,
+		.send = ring_send, .recv = ring_recv, .close = ring_close,
+	},
+	{
+		.name = "unix", .copies = true,
+		.create = unix_create, .open = fd_open,
+		.send = fd_send, .recv = fd_recv, .close = fd_close,
+	},
+	{
+		.name = "pipe", .copies = true,
+		.create = pipe_create, .open = fd_open,
+		.send = fd_send, .recv = fd_recv, .close = fd_close,
+	},
+};
+
+#define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
+
+static int link_open(struct link *l, enum role role)
+{
+	size_t bytes = round_up(l->size, CACHE_LINE);
+
+	if (l->tp->copies) {
+		/* After fork(), faulted in now: no timed loop pays for it. */
+		l->buf = aligned_alloc(CACHE_LINE, bytes);
+		if (!l->buf)
+			return fail(-ENOMEM, "aligned_alloc(%zu)", bytes);
+		memset(l->buf, 0, bytes);
+	}
+	return l->tp->open(l, role);
+}
+
+static void link_close(struct link *l)
+{
+	l->tp->close(l);
+	free(l->buf);
+	l->buf = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configuration and cells                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum scenario { SC_LATENCY, SC_THROUGHPUT, SC_COUNT };
+
+static const char *const scenario_names[SC_COUNT] = {
+	[SC_LATENCY] = "latency",
+	[SC_THROUGHPUT] = "throughput",
+};
+
+struct config {
+	bool json;
+	bool quick;
+	unsigned int scenarios;		/* bit per enum scenario */
+	unsigned int transports;	/* bit per transports[] entry */
+	size_t sizes[MAX_SIZES];
+	unsigned int nsizes;
+	unsigned int reps;		/* throughput repetitions */
+	bool pin;
+	int cpu[2];			/* [0] parent, [1] child */
+	int ncpu;
+};
+
+static struct config cfg;
+
+/*
+ * struct cell - one (scenario, transport, size) measurement
+ * @warmup: untimed messages (latency: round trips) first
+ * @count: timed messages (latency: samples)
+ * @timeout_s: alarm of each process; a stuck cell fails after it
+ */
+struct cell {
+	enum scenario sc;
+	const struct transport *tp;
+	size_t size;
+	struct geom geom;
+	uint64_t warmup;
+	uint64_t count;
+	unsigned int reps;
+	unsigned int timeout_s;
+};
+
+struct result {
+	uint64_t samples;
+	unsigned int reps;
+	bool has_latency;
+	double p50_ns, p99_ns, p999_ns;
+	bool has_rate;
+	double mps, mps_min, mps_max;
+};
+
+/*
+ * Latency keeps one message in flight: zbus gets the ring the brief asks
+ * for and its default arena, and shm-ring about the same bytes (64 KiB), so
+ * neither cycles through more cache than the other.
+ * Throughput lets either hold the same bytes in flight: 4096 small
+ * messages, or up to 8 MiB of large ones (at least 8, at most 256).
+ */
+static struct geom cell_geom(enum scenario sc, size_t size)
+{
+	uint64_t slot = round_up(size, CACHE_LINE);
+	struct geom g;
+
+	if (sc == SC_LATENCY) {
+		g.ring = 256;
+		g.arena = 0;
+		g.slots = (uint32_t)pow2_floor(clamp_u64(64 * KiB / slot,
+							 4, 256));
+	} else if (size <= KiB) {
+		g.ring = 4096;
+		g.arena = 0;
+		g.slots = 4096;
+	} else {
+		g.slots = (uint32_t)pow2_floor(clamp_u64(8 * MiB / slot,
+							 8, 256));
+		g.ring = g.slots;
+		g.arena = g.slots * slot;
+	}
+	return g;
+}
+
+/*
+ * Counts aim at about a minute for the whole default run on 2 cores, where
+ * a socket or pipe round trip costs 25-70 µs (the hypervisor wakes the
+ * other vCPU) and dominates; --quick only checks that everything works.
+ */
+static void cell_init(struct cell *c, enum scenario sc,
+		      const struct transport *tp, size_t size)
+{
+	uint64_t bytes;
+
+	memset(c, 0, sizeof(*c));
+	c->sc = sc;
+	c->tp = tp;
+	c->size = size;
+	c->geom = cell_geom(sc, size);
+	if (sc == SC_LATENCY) {
+		c->count = cfg.quick ? clamp_u64(4 * MiB / size, 20, 200) :
+				       clamp_u64(GiB / size, 1000, 50000);
+		c->warmup = c->count / 10 > 10 ? c->count / 10 : 10;
+		c->reps = 1;
+		bytes = 2 * (c->count + c->warmup) * size;
+	} else {
+		c->count = cfg.quick ? clamp_u64(8 * MiB / size, 8, 2000) :
+				       clamp_u64(512 * MiB / size, 64, 1000000);
+		/* Twice round the ring: every slot and arena page touched. */
+		c->warmup = 2ull * (c->geom.slots > c->geom.ring ?
+				    c->geom.slots : c->geom.ring);
+		if (c->warmup > c->count)
+			c->warmup = c->count;
+		c->reps = cfg.reps;
+		bytes = (c->count + c->warmup) * size;
+	}
+	/* Generous: no transport here is slower than ~128 MiB/s. */
+	c->timeout_s = (cfg.quick ? 10 : 60) + (unsigned int)(bytes >> 27);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sessions: one forked child and the links shared with it                  */
+/* ------------------------------------------------------------------------ */
+
+/* What the child tells the parent; shared, zeroed before each fork(). */
+struct shared_block {
+	uint64_t t_end_ns;
+	char err[400];		/* fits in g_err behind "child: " */
+};
+
+static struct shared_block *g_shared;
+
+/*
+ * struct session - @link[0] carries parent → child, @link[1] (latency only)
+ * child → parent; @sync_fd is a pipe from the child, which writes one byte
+ * each time the parent may go on.
+ */
+struct session {
+	const struct cell *cell;
+	struct link link[2];
+	unsigned int nlinks;
+	int sync_fd;
+	pid_t parent;
+	pid_t child;
+};
+
+typedef int (*child_fn)(struct session *s);
+
+static int pin_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		return fail(-errno, "sched_setaffinity(CPU %d)", cpu);
+	return 0;
+}
+
+static void session_close_links(struct session *s)
+{
+	unsigned int i;
+
+	for (i = 0; i < s->nlinks; i++)
+		link_close(&s->link[i]);
+	s->nlinks = 0;
+}
+
+static int notify_parent(struct session *s)
+{
+	return write_full(s->sync_fd, "k", 1, "sync pipe");
+}
+
+static int wait_child(struct session *s, const char *what)
+{
+	char b;
+
+	return read_full(s->sync_fd, &b, 1, what);
+}
+
+static _Noreturn void child_run(struct session *s, child_fn fn)
+{
+	int ret;
+
+	/* Die with the parent rather than poll a ring nobody serves. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != s->parent)
+		_exit(2);
+	alarm(s->cell->timeout_s);
+	ret = cfg.pin ? pin_cpu(cfg.cpu[1]) : 0;
+	if (ret == 0)
+		ret = fn(s);
+	/* Before closing anything: the parent learns of us by EOF or exit. */
+	if (ret < 0)
+		snprintf(g_shared->err, sizeof(g_shared->err), "%.*s",
+			 (int)sizeof(g_shared->err) - 1,
+			 g_err[0] ? g_err : "failed");
+	session_close_links(s);
+	close(s->sync_fd);
+	_exit(ret < 0 ? 1 : 0);
+}
+
+static int session_start(struct session *s, const struct cell *c,
+			 unsigned int nlinks, child_fn fn)
+{
+	int syncp[2];
+	int ret;
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	s->cell = c;
+	s->sync_fd = -1;
+	s->child = -1;
+	for (i = 0; i < nlinks; i++) {
+		s->link[i].tp = c->tp;
+		s->link[i].size = c->size;
+		s->link[i].geom = c->geom;
+		s->nlinks++;
+		ret = c->tp->create(&s->link[i]);
+		if (ret < 0)
+			return ret;
+	}
+	if (pipe2(syncp, O_CLOEXEC) < 0)
+		return fail(-errno, "pipe2");
+
+	memset(g_shared, 0, sizeof(*g_shared));
+	g_timed_out = 0;
+	g_child_exited = 0;
+	fflush(stdout);
+	s->parent = getpid();
+	/* Longer than the child's, so a stuck child reports itself first. */
+	alarm(c->timeout_s + 2);
+	s->child = fork();
+	if (s->child < 0) {
+		ret = -errno;
+		close(syncp[0]);
+		close(syncp[1]);
+		return fail(ret, "fork");
+	}
+	if (s->child == 0) {
+		close(syncp[0]);
+		s->sync_fd = syncp[1];
+		child_run(s, fn);
+	}
+	close(syncp[1]);
+	s->sync_fd = syncp[0];
+	return 0;
+}
+
+/*
+ * Reap the child always. If we failed on our own, kill it first; if we
+ * failed because it went away (or not at all) and it failed, its reason is
+ * the one to report.
+ */
+static int session_end(struct session *s, int ret)
+{
+	bool killed = false;
+	int status = 0;
+
+	if (s->child > 0) {
+		if (ret < 0 && ret != -EPIPE) {
+			kill(s->child, SIGKILL);
+			killed = true;
+		}
+		while (waitpid(s->child, &status, 0) < 0) {
+			if (errno != EINTR) {
+				ret = fail(-errno, "waitpid");
+				break;
+			}
+			if (g_timed_out && !killed) {
+				kill(s->child, SIGKILL);
+				killed = true;
+				if (!ret)
+					ret = fail(-ETIMEDOUT, "child still "
+						   "running after %u s, killed",
+						   s->cell->timeout_s + 2);
+			}
+		}
+		if ((ret == 0 || ret == -EPIPE) &&
+		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			if (g_shared->err[0])
+				snprintf(g_err, sizeof(g_err), "child: %s",
+					 g_shared->err);
+			else if (WIFSIGNALED(status))
+				snprintf(g_err, sizeof(g_err),
+					 "child killed by signal %d (%s)",
+					 WTERMSIG(status),
+					 strsignal(WTERMSIG(status)));
+			else
+				snprintf(g_err, sizeof(g_err),
+					 "child exited with status %d",
+					 WEXITSTATUS(status));
+			ret = -ECHILD;
+		}
+		s->child = -1;
+	}
+	alarm(0);
+	if (s->sync_fd >= 0)
+		close(s->sync_fd);
+	s->sync_fd = -1;
+	session_close_links(s);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenarios                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Responder: echo each message back, written in full again. */
+static int latency_child(struct session *s)
+{
+	struct link *in = &s->link[0], *out = &s->link[1];
+	uint64_t i, total = s->cell->warmup + s->cell->count;
+	int ret;
+
+	ret = link_open(in, ROLE_RX);
+	if (!ret)
+		ret = link_open(out, ROLE_TX);
+	/* Subscribed: nothing the parent sends from now on can be missed. */
+	if (!ret)
+		ret = notify_parent(s);
+	for (i = 0; !ret && i < total; i++) {
+		ret = in->tp->recv(in, i);
+		if (!ret)
+			ret = out->tp->send(out, i);
+	}
+	return ret;
+}
+
+static int latency_parent(struct session *s, uint64_t *rtt)
+{
+	struct link *out = &s->link[0], *in = &s->link[1];
+	const struct cell *c = s->cell;
+	uint64_t i, t0;
+	int ret;
+
+	ret = link_open(in, ROLE_RX);
+	if (!ret)
+		ret = link_open(out, ROLE_TX);
+	if (!ret)
+		ret = wait_child(s, "waiting for the responder");
+	for (i = 0; !ret && i < c->warmup + c->count; i++) {
+		t0 = now_ns();
+		ret = out->tp->send(out, i);
+		if (!ret)
+			ret = in->tp->recv(in, i);
+		if (!ret && i >= c->warmup)
+			rtt[i - c->warmup] = now_ns() - t0;
+	}
+	return ret;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest rank: the smallest sample with at least @p of them at or below. */
+static uint64_t percentile(const uint64_t *sorted, uint64_t n, double p)
+{
+	uint64_t rank = (uint64_t)ceil(p * (double)n);
+
+	return sorted[clamp_u64(rank, 1, n) - 1];
+}
+
+static int run_latency(const struct cell *c, struct result *res)
+{
+	struct session s;
+	uint64_t *rtt;
+	int ret;
+
+	rtt = calloc(c->count, sizeof(*rtt));
+	if (!rtt)
+		return fail(-ENOMEM, "calloc");
+	ret = session_start(&s, c, 2, latency_child);
+	if (!ret)
+		ret = latency_parent(&s, rtt);
+	ret = session_end(&s, ret);
+	if (!ret) {
+		/* One way is half a round trip. */
+		qsort(rtt, c->count, sizeof(*rtt), cmp_u64);
+		res->has_latency = true;
+		res->p50_ns = percentile(rtt, c->count, 0.50) / 2.0;
+		res->p99_ns = percentile(rtt, c->count, 0.99) / 2.0;
+		res->p999_ns = percentile(rtt, c->count, 0.999) / 2.0;
+		res->samples = c->count;
+		res->reps = 1;
+	}
+	free(rtt);
+	return ret;
+}
+
+/* Consumer: drain the warm-up, say so, then time the rest to the end. */
+static int stream_child(struct session *s)
+{
+	struct link *in = &s->link[0];
+	const struct cell *c = s->cell;
+	uint64_t i;
+	int ret;
+
+	ret = link_open(in, ROLE_RX);
+	if (!ret)
+		ret = notify_parent(s);
+	for (i = 0; !ret && i < c->warmup; i++)
+		ret = in->tp->recv(in, i);
+	if (!ret)
+		ret = notify_parent(s);
+	for (; !ret && i < c->warmup + c->count; i++)
+		ret = in->tp->recv(in, i);
+	if (!ret)
+		g_shared->t_end_ns = now_ns();
+	return ret;
+}
+
+static int stream_parent(struct session *s, uint64_t *t_start)
+{
+	struct link *out = &s->link[0];
+	const struct cell *c = s->cell;
+	uint64_t i;
+	int ret;
+
+	ret = link_open(out, ROLE_TX);
+	if (!ret)
+		ret = wait_child(s, "waiting for the consumer");
+	for (i = 0; !ret && i < c->warmup; i++)
+		ret = out->tp->send(out, i);
+	/* The timed part starts with an empty ring and an awake consumer. */
+	if (!ret)
+		ret = wait_child(s, "waiting for the warm-up to drain");
+	*t_start = now_ns();
+	for (; !ret && i < c->warmup + c->count; i++)
+		ret = out->tp->send(out, i);
+	return ret;
+}
+
+static int run_throughput(const struct cell *c, struct result *res)
+{
+	struct session s;
+	uint64_t t_start = 0, t_end;
+	double *mps;
+	unsigned int r, n = c->reps;
+	int ret = 0;
+
+	mps = calloc(n, sizeof(*mps));
+	if (!mps)
+		return fail(-ENOMEM, "calloc");
+	for (r = 0; !ret && r < n; r++) {
+		ret = session_start(&s, c, 1, stream_child);
+		if (!ret)
+			ret = stream_parent(&s, &t_start);
+		ret = session_end(&s, ret);
+		/* The child has exited: its timestamp is final. */
+		t_end = g_shared->t_end_ns;
+		if (!ret && t_end <= t_start)
+			ret = fail(-EPROTO, "consumer finished at %" PRIu64
+				   " before the producer started at %" PRIu64,
+				   t_end, t_start);
+		if (!ret)
+			mps[r] = (double)c->count * 1e9 /
+				 (double)(t_end - t_start);
+	}
+	if (!ret) {
+		qsort(mps, n, sizeof(*mps), cmp_double);
+		res->has_rate = true;
+		res->mps = n % 2 ? mps[n / 2] :
+				   (mps[n / 2 - 1] + mps[n / 2]) / 2;
+		res->mps_min = mps[0];
+		res->mps_max = mps[n - 1];
+		res->samples = c->count;
+		res->reps = n;
+	}
+	free(mps);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void size_label(char *buf, size_t len, size_t size)
+{
+	if (size >= MiB && size % MiB == 0)
+		snprintf(buf, len, "%zuMiB", size / (size_t)MiB);
+	else if (size >= KiB && size % KiB == 0)
+		snprintf(buf, len, "%zuKiB", size / (size_t)KiB);
+	else
+		snprintf(buf, len, "%zuB", size);
+}
+
+static void cpu_model(char *buf, size_t len)
+{
+	char line[256], *v;
+	FILE *f;
+
+	snprintf(buf, len, "unknown CPU");
+	f = fopen("/proc/cpuinfo", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "model name", 10))
+			continue;
+		v = strchr(line, ':');
+		if (!v)
+			break;
+		v += strspn(v, ": \t");
+		v[strcspn(v, "\n")] = '\0';
+		snprintf(buf, len, "%s", v);
+		break;
+	}
+	fclose(f);
+}
+
+static void print_machine(void)
+{
+	struct utsname u;
+	char model[160];
+
+	if (uname(&u) < 0)
+		snprintf(u.release, sizeof(u.release), "unknown");
+	cpu_model(model, sizeof(model));
+	printf("machine: Linux %s, nproc %d, %s\n", u.release, cfg.ncpu, model);
+	if (cfg.pin)
+		printf("pinning: producer/initiator on CPU %d, "
+		       "consumer/responder on CPU %d\n",
+		       cfg.cpu[0], cfg.cpu[1]);
+	else
+		printf("pinning: off (only 1 CPU available)\n");
+#ifndef __OPTIMIZE__
+	printf("warning: built without optimisation, timings are not "
+	       "representative\n");
+#endif
+	printf("\n%-10s %-9s %7s %10s %10s %10s %9s %8s %21s %4s %8s\n",
+	       "scenario", "transport", "size", "p50(us)", "p99(us)",
+	       "p99.9(us)", "Mmsg/s", "GB/s", "Mmsg/s min..max", "reps",
+	       "samples");
+	fflush(stdout);
+}
+
+static void fmt_num(char *buf, size_t len, bool has, double v, int prec,
+		    char conv)
+{
+	if (has)
+		snprintf(buf, len, conv == 'g' ? "%.*g" : "%.*f", prec, v);
+	else
+		snprintf(buf, len, "-");
+}
+
+static void print_row(const struct cell *c, const struct result *res)
+{
+	char size[32], p50[32], p99[32], p999[32], mps[32], gbs[32];
+	char lo[32], hi[32], spread[80];
+
+	size_label(size, sizeof(size), c->size);
+	fmt_num(p50, sizeof(p50), res->has_latency, res->p50_ns / 1e3, 3,
+		'f');
+	fmt_num(p99, sizeof(p99), res->has_latency, res->p99_ns / 1e3, 3,
+		'f');
+	fmt_num(p999, sizeof(p999), res->has_latency, res->p999_ns / 1e3, 3,
+		'f');
+	/* Rates span 10^-3 (1 MiB) to 10^2 Mmsg/s: 4 significant digits. */
+	fmt_num(mps, sizeof(mps), res->has_rate, res->mps / 1e6, 4, 'g');
+	fmt_num(gbs, sizeof(gbs), res->has_rate,
+		res->mps * (double)c->size / 1e9, 3, 'f');
+	fmt_num(lo, sizeof(lo), res->has_rate, res->mps_min / 1e6, 4, 'g');
+	fmt_num(hi, sizeof(hi), res->has_rate, res->mps_max / 1e6, 4, 'g');
+	if (res->has_rate)
+		snprintf(spread, sizeof(spread), "%s..%s", lo, hi);
+	else
+		snprintf(spread, sizeof(spread), "-");
+	printf("%-10s %-9s %7s %10s %10s %10s %9s %8s %21s %4u %8" PRIu64 "\n",
+	       scenario_names[c->sc], c->tp->name, size, p50, p99, p999, mps,
+	       gbs, spread, res->reps, res->samples);
+	fflush(stdout);
+}
+
+static void json_num(char *buf, size_t len, bool has, double v, int prec)
+{
+	if (has)
+		snprintf(buf, len, "%.*f", prec, v);
+	else
+		snprintf(buf, len, "null");
+}
+
+static void print_json(const struct cell *c, const struct result *res)
+{
+	char p50[32], p99[32], p999[32], mps[32], gbs[32], lo[32], hi[32];
+
+	json_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
+	json_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
+	json_num(p999, sizeof(p999), res->has_latency, res->p999_ns, 1);
+	json_num(mps, sizeof(mps), res->has_rate, res->mps, 0);
+	json_num(gbs, sizeof(gbs), res->has_rate,
+		 res->mps * (double)c->size / 1e9, 4);
+	json_num(lo, sizeof(lo), res->has_rate, res->mps_min, 0);
+	json_num(hi, sizeof(hi), res->has_rate, res->mps_max, 0);
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"size\":%zu,"
+	       "\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,"
+	       "\"msgs_per_s\":%s,\"gbytes_per_s\":%s,"
+	       "\"msgs_per_s_min\":%s,\"msgs_per_s_max\":%s,"
+	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
+	       scenario_names[c->sc], c->tp->name, c->size, p50, p99, p999,
+	       mps, gbs, lo, hi, res->reps, res->samples,
+	       cfg.pin ? "true" : "false");
+	fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: zbus-bench [--json] [--quick] "
+		"[--scenario latency|throughput|all]\n"
+		"                  [--transport NAME[,NAME...]] "
+		"[--sizes 64,4096,1048576] [--reps R]\n"
+		"transports: zbus, zbus-copy, shm-ring, unix, pipe (or all); "
+		"sizes take k/M suffixes, 1..16M\n");
+}
+
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "zbus-bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see --help)\n");
+	return -EINVAL;
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	unsigned long long v, mult = 1;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K')
+		mult = KiB;
+	else if (*end == 'm' || *end == 'M')
+		mult = MiB;
+	if (mult != 1) {
+		end++;
+		if (!strcmp(end, "iB"))
+			end += 2;
+	}
+	if (*end == 'B')
+		end++;
+	if (*end || v == 0 || v > MAX_SIZE / mult)
+		return -EINVAL;
+	*out = (size_t)(v * mult);
+	return 0;
+}
+
+static int parse_sizes(char *arg)
+{
+	char *tok;
+
+	cfg.nsizes = 0;
+	while ((tok = strsep(&arg, ","))) {
+		if (cfg.nsizes == MAX_SIZES)
+			return usage_error("at most %d sizes", MAX_SIZES);
+		if (parse_size(tok, &cfg.sizes[cfg.nsizes]) < 0)
+			return usage_error("bad size '%s'", tok);
+		cfg.nsizes++;
+	}
+	return 0;
+}
+
+static int parse_transports(char *arg)
+{
+	char *tok;
+	size_t i;
+
+	cfg.transports = 0;
+	while ((tok = strsep(&arg, ","))) {
+		if (!strcmp(tok, "all")) {
+			cfg.transports = (1u << N_TRANSPORTS) - 1;
+			continue;
+		}
+		for (i = 0; i < N_TRANSPORTS; i++)
+			if (!strcmp(tok, transports[i].name))
+				break;
+		if (i == N_TRANSPORTS)
+			return usage_error("unknown transport '%s'", tok);
+		cfg.transports |= 1u << i;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "scenario", required_argument, NULL, 's' },
+		{ "transport", required_argument, NULL, 't' },
+		{ "sizes", required_argument, NULL, 'S' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool reps_set = false;
+	char *end;
+	long v;
+	int c, ret = 0;
+
+	cfg.scenarios = (1u << SC_COUNT) - 1;
+	cfg.transports = (1u << N_TRANSPORTS) - 1;
+	cfg.sizes[0] = 64;
+	cfg.sizes[1] = 4096;
+	cfg.sizes[2] = MiB;
+	cfg.nsizes = 3;
+	cfg.reps = 5;
+
+	opterr = 0;
+	while (!ret && (c = getopt_long(argc, argv, "jqs:t:S:r:h", opts,
+					NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			cfg.json = true;
+			break;
+		case 'q':
+			cfg.quick = true;
+			break;
+		case 's':
+			if (!strcmp(optarg, "latency"))
+				cfg.scenarios = 1u << SC_LATENCY;
+			else if (!strcmp(optarg, "throughput"))
+				cfg.scenarios = 1u << SC_THROUGHPUT;
+			else if (!strcmp(optarg, "all"))
+				cfg.scenarios = (1u << SC_COUNT) - 1;
+			else
+				ret = usage_error("unknown scenario '%s'",
+						  optarg);
+			break;
+		case 't':
+			ret = parse_transports(optarg);
+			break;
+		case 'S':
+			ret = parse_sizes(optarg);
+			break;
+		case 'r':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > MAX_REPS)
+				ret = usage_error("--reps wants 1..%d",
+						  MAX_REPS);
+			cfg.reps = (unsigned int)v;
+			reps_set = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			ret = usage_error("bad option '%s'", argv[optind - 1]);
+			break;
+		}
+	}
+	if (!ret && optind < argc)
+		ret = usage_error("unexpected argument '%s'", argv[optind]);
+	/* Three keeps a real median while staying a smoke test. */
+	if (cfg.quick && !reps_set)
+		cfg.reps = 3;
+	return ret;
+}
+
+/* Producer and consumer go on the first two CPUs we may run on. */
+static int setup_cpus(void)
+{
+	cpu_set_t set;
+	int i, n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return fail(-errno, "sched_getaffinity");
+	cfg.ncpu = CPU_COUNT(&set);
+	for (i = 0; i < CPU_SETSIZE && n < 2; i++)
+		if (CPU_ISSET(i, &set))
+			cfg.cpu[n++] = i;
+	cfg.pin = n == 2;
+	return cfg.pin ? pin_cpu(cfg.cpu[0]) : 0;
+}
+
+static int setup(void)
+{
+	void *p;
+	int ret;
+
+	ret = setup_signals();
+	if (!ret)
+		ret = setup_cpus();
+	if (ret)
+		return ret;
+	p = mmap(NULL, sizeof(*g_shared), PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return fail(-errno, "mmap");
+	g_shared = p;
+	return 0;
+}
+
+static int run_cell(const struct cell *c, struct result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (c->sc == SC_LATENCY)
+		return run_latency(c, res);
+	return run_throughput(c, res);
+}
+
+int main(int argc, char **argv)
+{
+	struct result res;
+	struct cell c;
+	char size[32];
+	unsigned int sc, si;
+	size_t ti;
+	int ret;
+
+	if (parse_args(argc, argv) < 0)
+		return 2;
+	if (setup() < 0) {
+		fprintf(stderr, "zbus-bench: %s\n", g_err);
+		return 1;
+	}
+	if (!cfg.json)
+		print_machine();
+
+	for (sc = 0; sc < SC_COUNT; sc++) {
+		if (!(cfg.scenarios & (1u << sc)))
+			continue;
+		for (si = 0; si < cfg.nsizes; si++) {
+			for (ti = 0; ti < N_TRANSPORTS; ti++) {
+				if (!(cfg.transports & (1u << ti)))
+					continue;
+				cell_init(&c, sc, &transports[ti],
+					  cfg.sizes[si]);
+				ret = run_cell(&c, &res);
+				if (ret < 0) {
+					size_label(size, sizeof(size), c.size);
+					fprintf(stderr, "zbus-bench: %s %s %s: "
+						"%s\n", scenario_names[sc],
+						c.tp->name, size, g_err);
+					return 1;
+				}
+				if (cfg.json)
+					print_json(&c, &res);
+				else
+					print_row(&c, &res);
+			}
+		}
+	}
+	return 0;
+}

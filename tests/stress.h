@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stress.h - concurrency scenarios, runnable from Criterion tests and from
+ * the ThreadSanitizer runner. Each returns 0, or -1 with a reason in @err.
+ */
+#ifndef ZB_STRESS_H
+#define ZB_STRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 4 producers x 3 subscribers (reliable, lossy, reliable), checksums. */
+int stress_mixed(uint64_t per_producer, int use_threads, char *err,
+		 size_t len);
+/*
+ * Ping-pong @rounds round trips over two channels with subscribers that
+ * spin @spin_us (-1: never) before they sleep: a lost wake-up shows as a
+ * receive timing out.
+ */
+int stress_pingpong(uint64_t rounds, int spin_us, int use_threads,
+		    char *err, size_t len);
+/* Unsigned integer from the environment, or @dflt. */
+uint64_t stress_param(const char *name, uint64_t dflt);
+
+#endif /* ZB_STRESS_H */

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testutil.h - shared test helpers: leak checks for fds and mappings,
+ * forking helpers and a payload checksum.
+ */
+#ifndef ZB_TESTUTIL_H
+#define ZB_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Number of open fds of this process. */
+int tu_count_fds(void);
+/* Number of mappings of memfds whose name starts with "zbus:". */
+int tu_count_zbus_maps(void);
+
+/*
+ * Leak check for fixtures: tu_leak_begin() in .init records the counts;
+ * tu_leak_end() in .fini asserts they are back (a Criterion assertion, in
+ * leakcheck.c: this file stays free of Criterion for the TSan runner).
+ */
+void tu_leak_begin(void);
+void tu_leak_end(void);
+/* The same check, as a value: 0 when nothing leaked. */
+int tu_leak_delta(void);
+extern int tu_base_fds, tu_base_maps;
+
+/* FNV-1a of @len bytes. */
+uint64_t tu_hash(const void *p, size_t len);
+/* Fill @buf with bytes derived from (producer, index) and stamp a header:
+ * producer (4 B), index (8 B), hash of the rest (8 B) when len >= 20. */
+void tu_fill(void *buf, size_t len, uint32_t producer, uint64_t index);
+/* Check a buffer made by tu_fill(); returns 0 if intact and sets outputs. */
+int tu_check(const void *buf, size_t len, uint32_t *producer,
+	     uint64_t *index);
+
+/* tu_check() for payloads a producer may be overwriting (lossy reads):
+ * the same result, invisible to ThreadSanitizer. */
+int tu_check_racy(const void *buf, size_t len, uint32_t *producer,
+		  uint64_t *index);
+
+/* Wait for @pid with a bound; returns its exit status (or -1 on
+ * signal/timeout: the child is then killed). */
+int tu_wait_child(pid_t pid, int timeout_s);
+
+#endif /* ZB_TESTUTIL_H */
