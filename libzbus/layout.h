@@ -114,7 +114,7 @@ ZB_FIELD(zb_shm_hdr, reserved, 96, 32);
  * struct zb_ctl - channel-wide control words.
  *
  *  0               8               16                       64
- *  | claim_seq     | claim_pos     | next_pub_id | rsvd ...  |   producers
+ *  | claim_seq     | claim_pos     | pub_id|pubs| rsvd ...    |   producers
  *  64                                                      128
  *  | reserved (keeps line 0 alone: it is the contended one)  |
  *  128             160             168       172      176  256
@@ -129,7 +129,7 @@ struct zb_ctl {
 	uint64_t claim_seq;        /*   0 next seq to claim */
 	uint64_t claim_pos;        /*   8 next arena byte to claim */
 	uint32_t next_pub_id;      /*  16 fetch-and-add by new publishers */
-	uint32_t reserved0;        /*  20 */
+	uint32_t publishers;       /*  20 count, or ZB_PUB_EXCLUSIVE_MARK */
 	uint8_t reserved1[104];    /*  24 pads claim to 2 cache lines */
 	uint64_t sleepers[4];      /* 128 bit i: slot i may sleep */
 	uint64_t reserved2;        /* 160 */
@@ -141,9 +141,14 @@ _Static_assert(sizeof(struct zb_ctl) == 256, "zb_ctl size");
 ZB_FIELD(zb_ctl, claim_seq, 0, 8);
 ZB_FIELD(zb_ctl, claim_pos, 8, 8);
 ZB_FIELD(zb_ctl, next_pub_id, 16, 4);
+ZB_FIELD(zb_ctl, publishers, 20, 4);
 ZB_FIELD(zb_ctl, sleepers, 128, 32);
 ZB_FIELD(zb_ctl, prod_waiters, 168, 4);
 ZB_FIELD(zb_ctl, prod_futex, 172, 4);
+
+/* zb_ctl.publishers while an exclusive publisher owns the claim: it then
+ * advances claim_{seq,pos} with plain stores, so no other may claim. */
+#define ZB_PUB_EXCLUSIVE_MARK 0x80000000u
 
 /* Subscriber slot states (zb_sub_slot.state). */
 #define ZB_SLOT_FREE 0u
@@ -191,12 +196,13 @@ ZB_FIELD(zb_sub_slot, gen, 40, 8);
  *  0          8          16       20      24       28      32
  *  | commit   | pos      | length | flags | pub_id | rsvd  |
  *
- * commit is seq + 1 once message seq is published, 0 while a producer owns
- * the slot (between claim and publish). A reader that loads commit == e + 1
- * before and after reading the fields has a consistent copy of message e.
+ * commit is seq + 1 once message seq is published (0: never used). A
+ * reader that loads commit == e + 1 before and after reading the fields,
+ * and then finds claim_seq <= e + ring_capacity (the slot not claimed
+ * again), has a consistent copy of message e.
  */
 struct zb_desc {
-	uint64_t commit;   /*  0 seq + 1, or 0 while being written */
+	uint64_t commit;   /*  0 seq + 1 once published */
 	uint64_t pos;      /*  8 arena position of the payload's first byte */
 	uint32_t length;   /* 16 payload bytes */
 	uint32_t flags;    /* 20 ZB_DESC_* */

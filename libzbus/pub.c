@@ -59,14 +59,16 @@ ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
 			     struct zbus_pub **out)
 {
 	struct zbus_pub *p;
+	int r;
 
 	if (!ch || !out)
 		return -EINVAL;
 	if (opts) {
-		for (size_t i = 0; i < 7; i++)
+		for (size_t i = 0; i < 6; i++)
 			if (opts->reserved[i])
 				return -EINVAL;
-		if (opts->timeout_ms < -1)
+		if (opts->timeout_ms < -1 ||
+		    (opts->flags & ~(uint32_t)ZBUS_PUB_EXCLUSIVE))
 			return -EINVAL;
 	}
 	p = calloc(1, sizeof(*p));
@@ -74,7 +76,12 @@ ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
 		return -ENOMEM;
 	p->ch = ch;
 	p->timeout_ms = opts ? opts->timeout_ms : -1;
-	zb_ring_pub_init(&p->ring, &ch->seg);
+	r = zb_ring_pub_init(&p->ring, &ch->seg,
+			     opts && (opts->flags & ZBUS_PUB_EXCLUSIVE));
+	if (r < 0) {
+		free(p);
+		return r;
+	}
 	*out = p;
 	return 0;
 }
@@ -86,6 +93,7 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub)
 	for (size_t i = 0; i < pub->nloans; i++)
 		zb_ring_commit(&pub->ring, &pub->loans[i], 0,
 			       ZB_DESC_ABANDONED);
+	zb_ring_pub_fini(&pub->ring);
 	free(pub->loans);
 	free(pub);
 	return NULL;

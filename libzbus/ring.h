@@ -15,8 +15,12 @@
 struct zb_ring_pub {
 	struct zb_segment *seg;
 	uint32_t id;
+	int exclusive;      /* sole publisher: claims with plain stores */
+	int fence;          /* no asymmetric fence here: fence each commit */
 	uint64_t limit_seq; /* claims with seq < limit_seq are safe */
 	uint64_t limit_pos; /* claims ending at or before limit_pos are safe */
+	uint64_t next_seq;  /* exclusive: the claim, kept privately */
+	uint64_t next_pos;
 };
 
 struct zb_claim {
@@ -25,7 +29,14 @@ struct zb_claim {
 	uint64_t size; /* bytes loaned */
 };
 
-void zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg);
+/*
+ * zb_ring_pub_init() - register a publisher on @seg.
+ * Return: 0; -EBUSY when @exclusive is asked while another publisher
+ * exists, or when an exclusive one owns the channel.
+ */
+int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
+		     int exclusive);
+void zb_ring_pub_fini(struct zb_ring_pub *p);
 /*
  * zb_ring_claim() - take the next seq and @size arena bytes.
  * Return: 0; -EAGAIN when a reliable subscriber holds the room (the caller
@@ -72,6 +83,7 @@ struct zb_ring_sub {
 	uint64_t holding;      /* messages handed out since last release */
 	uint64_t pending_missed;
 	uint64_t received, missed, bad, abandoned;
+	int fence; /* no asymmetric fence here: fence each release */
 };
 
 /* Return: 0; -ENOSPC when every slot is taken. */
@@ -85,6 +97,8 @@ int zb_ring_held_intact(const struct zb_ring_sub *s);
 int zb_ring_msg_intact(const struct zb_ring_sub *s,
 		       const struct zb_ring_msg *m);
 void zb_ring_release(struct zb_ring_sub *s);
+/* Prefetch where the next payload most likely starts (while polling). */
+void zb_ring_prefetch_next(const struct zb_ring_sub *s);
 /* 1 if zb_ring_read() at @seq would find something (message or skip). */
 int zb_ring_ready(const struct zb_ring_sub *s, uint64_t seq);
 /*

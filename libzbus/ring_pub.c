@@ -14,9 +14,10 @@
  * A claim that would straddle the arena's end pads to the next lap; the
  * arena holds at least two maximum messages so pad + message always fits.
  *
- * Publishing is a seqlock write on the descriptor: the claim stores commit=0
- * (busy) before anything else, the publish writes the fields and then
- * release-stores commit = seq + 1.
+ * Publishing is a seqlock write on the descriptor: the publish writes the
+ * fields and then release-stores commit = seq + 1. The claim that precedes
+ * it (a full barrier, or a store-store fence for an exclusive publisher)
+ * is what marks the slot's previous occupant as being overwritten.
  *
  * Invariants:
  *  1. claim_seq and claim_pos only grow, and only by a successful CAS16.
@@ -29,8 +30,10 @@
  *     read after it became ACTIVE (Z >= Y), so limits min(Y, ...) + window
  *     never overrun it (see zb_ring_sub_join()).
  *  4. Payload bytes of message m are intact while claim_pos <= m.pos +
- *     arena_size: claim_pos is advanced (full barrier) before any byte of
- *     a new claim is written. Lossy readers check this after reading.
+ *     arena_size, and its descriptor while claim_seq <= m.seq + capacity:
+ *     the claim is advanced (full barrier, or store-store fence when
+ *     exclusive) before any byte of a new message is written. Lossy
+ *     readers check both after reading.
  *  5. Values read from subscriber slots are hostile: a cons_* that is ahead
  *     of the claim or further behind than one window is ignored (it can
  *     neither stall nor corrupt the stream; at worst it loses its own
@@ -47,13 +50,46 @@
 
 #define PRODUCER_SPIN_NS 20000ull /* spin this long for room, then sleep */
 
-void zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg)
+int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
+		     int exclusive)
 {
+	uint32_t *pubs = &seg->ctl->publishers;
+
 	memset(p, 0, sizeof(*p));
 	p->seg = seg;
+	p->exclusive = exclusive;
+	if (exclusive) {
+		if (!zb_cas32(pubs, 0, ZB_PUB_EXCLUSIVE_MARK))
+			return -EBUSY;
+		/* Only we write the claim from now on: keep it privately,
+		 * so a peer scribbling on it cannot steer our writes. */
+		p->next_seq = zb_load64_acquire(&seg->ctl->claim_seq);
+		p->next_pos = zb_load64_acquire(&seg->ctl->claim_pos);
+	} else {
+		for (;;) { /* lock-free: fails only if the count moved */
+			uint32_t n = zb_load32(pubs);
+
+			if (n & ZB_PUB_EXCLUSIVE_MARK)
+				return -EBUSY;
+			if (zb_cas32(pubs, n, n + 1))
+				break;
+		}
+	}
+	p->fence = !zb_membarrier_register();
 	/* Ids are informational; 0 is never handed out so that a zeroed
 	 * descriptor is recognisable. */
 	p->id = zb_fetch_add32(&seg->ctl->next_pub_id, 1) + 1;
+	return 0;
+}
+
+void zb_ring_pub_fini(struct zb_ring_pub *p)
+{
+	uint32_t *pubs = &p->seg->ctl->publishers;
+
+	if (p->exclusive)
+		zb_cas32(pubs, ZB_PUB_EXCLUSIVE_MARK, 0);
+	else
+		zb_fetch_add32(pubs, (uint32_t)-1);
 }
 
 static void load_claim(const struct zb_ctl *ctl, uint64_t *seq, uint64_t *pos)
@@ -62,6 +98,19 @@ static void load_claim(const struct zb_ctl *ctl, uint64_t *seq, uint64_t *pos)
 	 * follows validates them. */
 	*seq = zb_load64_acquire(&ctl->claim_seq);
 	*pos = zb_load64_acquire(&ctl->claim_pos);
+}
+
+/* The claim as this publisher must see it: an exclusive one trusts only
+ * its private copy (a peer may scribble on the shared one). */
+static void current_claim(const struct zb_ring_pub *p, uint64_t *seq,
+			  uint64_t *pos)
+{
+	if (p->exclusive) {
+		*seq = p->next_seq;
+		*pos = p->next_pos;
+	} else {
+		load_claim(p->seg->ctl, seq, pos);
+	}
 }
 
 static int cas_claim(struct zb_ctl *ctl, uint64_t seq, uint64_t pos,
@@ -146,7 +195,7 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 	for (;;) { /* lock-free: a failed CAS means someone else claimed */
 		uint64_t seq, pos, start, end;
 
-		load_claim(ctl, &seq, &pos);
+		current_claim(p, &seq, &pos);
 		start = claim_start(g, pos, need);
 		end = start + need;
 		if (!fits(p, seq, end)) {
@@ -154,15 +203,26 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 			if (!fits(p, seq, end))
 				return -EAGAIN;
 		}
-		if (cas_claim(ctl, seq, pos, seq + 1, end)) {
-			struct zb_desc *d =
-				&p->seg->ring[seq & (g->ring_capacity - 1)];
-
-			/* Seqlock write side: mark the slot busy before
-			 * anything of the new message is written, so a lossy
-			 * reader of its previous occupant notices. */
-			zb_store64(&d->commit, 0);
+		if (p->exclusive) {
+			/* Sole writer of the claim: plain stores. pos first
+			 * and a store-store fence before anything of the
+			 * message is written (invariant 4). */
+			zb_store64(&ctl->claim_pos, end);
+			zb_store64_release(&ctl->claim_seq, seq + 1);
 			zb_fence_write();
+			p->next_seq = seq + 1;
+			p->next_pos = end;
+		}
+		if (p->exclusive || cas_claim(ctl, seq, pos, seq + 1, end)) {
+			/*
+			 * No busy mark in the descriptor: the claim itself,
+			 * ordered before every write of the message, tells a
+			 * lossy reader of the slot's previous occupant that it
+			 * is being reused (zb_ring_read() checks claim_seq
+			 * after reading the fields). Writing the descriptor
+			 * line once per message instead of twice saves a
+			 * cross-core transfer on the latency path.
+			 */
 			c->seq = seq;
 			c->pos = start;
 			c->size = size;
@@ -221,8 +281,13 @@ void zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
 	 * fields and the payload are visible before the commit is. */
 	zb_store64_release(&d->commit, c->seq + 1);
 	/* Dekker with zb_ring_sleep(): our commit before our load of the
-	 * sleepers, their announcement before their re-check of commit. */
-	zb_fence_full();
+	 * sleepers, their announcement before their re-check of commit. The
+	 * sleeper's membarrier supplies our half of it, unless this process
+	 * could not register for it. */
+	if (p->fence)
+		zb_fence_full();
+	else
+		AO_compiler_barrier();
 	wake_sleepers(p, c->seq);
 }
 
@@ -235,12 +300,10 @@ int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
 	int r = 0;
 
 	for (;;) {
-		uint64_t seq, pos;
+		uint64_t seq, pos, now, until;
 		uint32_t f;
 
-		uint64_t now;
-
-		load_claim(ctl, &seq, &pos);
+		current_claim(p, &seq, &pos);
 		scan_limits(p, seq, pos);
 		/* The same test as zb_ring_claim(), so that "room" here means
 		 * the claim can succeed and the caller never spins between
@@ -255,15 +318,21 @@ int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
 			continue;
 		}
 		f = zb_load32(&ctl->prod_futex);
-		/* fetch-add is a full barrier: announced before re-check,
-		 * pairs with the fence in zb_ring_release(). */
+		/* Announce, then force a barrier on every subscriber (the
+		 * other half of the Dekker in zb_ring_release()), then
+		 * re-check. Without that barrier, sleep in short slices. */
 		zb_fetch_add32(&ctl->prod_waiters, 1);
-		load_claim(ctl, &seq, &pos);
+		until = deadline;
+		if (zb_membarrier_global() < 0 &&
+		    now + ZB_UNFENCED_SLICE_NS < until)
+			until = now + ZB_UNFENCED_SLICE_NS;
+		current_claim(p, &seq, &pos);
 		scan_limits(p, seq, pos);
 		if (!fits(p, seq, claim_start(g, pos, need) + need))
-			r = zb_futex_wait(&ctl->prod_futex, f, deadline);
+			r = zb_futex_wait(&ctl->prod_futex, f, until);
 		zb_fetch_add32(&ctl->prod_waiters, (uint32_t)-1);
-		if (r < 0)
+		if (r < 0 && until == deadline)
 			return r;
+		r = 0;
 	}
 }

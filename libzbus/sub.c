@@ -80,6 +80,7 @@ static int wait_ready(struct zbus_sub *sub, uint64_t deadline)
 	if (spin_end > deadline)
 		spin_end = deadline;
 	for (uint32_t n = 1; !zb_ring_ready(r, r->read_seq); n++) {
+		zb_ring_prefetch_next(r);
 		zb_cpu_relax();
 		/* Read the clock every 64 spins only: it is the bound of
 		 * the loop, not its work. */

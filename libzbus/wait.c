@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,4 +52,26 @@ int zb_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline)
 void zb_futex_wake_all(uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static int registered;
+static pthread_once_t register_once = PTHREAD_ONCE_INIT;
+
+static void do_register(void)
+{
+	registered = syscall(SYS_membarrier,
+			     MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
+int zb_membarrier_register(void)
+{
+	pthread_once(&register_once, do_register);
+	return registered;
+}
+
+int zb_membarrier_global(void)
+{
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) < 0)
+		return -errno;
+	return 0;
 }

@@ -144,17 +144,25 @@ ZBUS_EXPORT int zbus_channel_info(const struct zbus_channel *ch,
  */
 ZBUS_EXPORT struct zbus_channel *zbus_channel_free(struct zbus_channel *ch);
 
+/* Publisher flags (struct zbus_pub_opts.flags). */
+#define ZBUS_PUB_EXCLUSIVE 0x1u /* the channel's only publisher: faster */
+
 /**
  * struct zbus_pub_opts - options of a publisher
  * @timeout_ms: how long loan/send wait for a reliable subscriber to free
  *              room: 0 returns -EAGAIN at once, -1 waits without limit.
  *              Note: a zero-initialised struct means "non-blocking"; NULL
  *              options mean -1.
+ * @flags: ZBUS_PUB_EXCLUSIVE: this publisher is the channel's only one
+ *         for as long as it lives. It then claims without atomic
+ *         read-modify-write instructions (about twice the message rate for
+ *         small messages); other publishers get -EBUSY meanwhile.
  * @reserved: must be zero
  */
 struct zbus_pub_opts {
 	int32_t timeout_ms;
-	uint32_t reserved[7];
+	uint32_t flags;
+	uint32_t reserved[6];
 };
 
 /**
@@ -173,8 +181,10 @@ struct zbus_loan {
 
 /**
  * zbus_pub_new() - make a publisher on @ch
- * Return: 0; -EINVAL; -ENOMEM. Thread-safety: any thread; the publisher
- * itself is used by one thread at a time.
+ * Return: 0; -EINVAL; -ENOMEM; -EBUSY when ZBUS_PUB_EXCLUSIVE is asked
+ * while another publisher exists, or another one holds it.
+ * Thread-safety: any thread; the publisher itself is used by one thread at
+ * a time.
  */
 ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
 			     const struct zbus_pub_opts *opts,
