@@ -3,7 +3,9 @@
  * bench_ipc.c - zbus-bench: libzbus side by side with the IPC it competes with
  *
  * Transports, each moving one message of a fixed size at a time:
- *   zbus       loan, write in place, publish; receive a batch in place, release
+ *   zbus       loan, write in place, publish; receive a batch in place,
+ *              release; the publisher is exclusive (ZBUS_PUB_EXCLUSIVE)
+ *   zbus-mp    the same through the multi-producer claim (16-byte CAS)
  *   zbus-copy  zbus_pub_send() and zbus_sub_recv(): one copy on each side
  *   shm-ring   a bare single-producer single-consumer ring in a shared
  *              mapping, busy-polled: the floor the hardware allows
@@ -415,6 +417,7 @@ struct link {
 struct transport {
 	const char *name;
 	bool copies;
+	uint32_t pub_flags;		/* zbus: struct zbus_pub_opts.flags */
 	int (*create)(struct link *l);
 	int (*open)(struct link *l, enum role role);
 	int (*send)(struct link *l, uint64_t seq);
@@ -466,6 +469,7 @@ static int zlink_open(struct link *l, enum role role)
 		/* Never block in the library: we busy-poll like shm-ring. */
 		memset(&po, 0, sizeof(po));
 		po.timeout_ms = 0;
+		po.flags = l->tp->pub_flags;
 		ret = zbus_pub_new(z->ch, &po, &z->pub);
 		if (ret < 0)
 			return zfail(ret, "zbus_pub_new");
@@ -730,12 +734,22 @@ static int fd_recv(struct link *l, uint64_t seq)
 
 static const struct transport transports[] = {
 	{
+		/* One producer per channel, as here: it says so and claims
+		 * without atomic read-modify-writes. */
 		.name = "zbus", .copies = false,
+		.pub_flags = ZBUS_PUB_EXCLUSIVE,
+		.create = zlink_create, .open = zlink_open,
+		.send = zc_send, .recv = zc_recv, .close = zlink_close,
+	},
+	{
+		/* The same, through the multi-producer claim (16-byte CAS). */
+		.name = "zbus-mp", .copies = false,
 		.create = zlink_create, .open = zlink_open,
 		.send = zc_send, .recv = zc_recv, .close = zlink_close,
 	},
 	{
 		.name = "zbus-copy", .copies = true,
+		.pub_flags = ZBUS_PUB_EXCLUSIVE,
 		.create = zlink_create, .open = zlink_open,
 		.send = zcopy_send, .recv = zcopy_recv, .close = zlink_close,
 	},
@@ -1402,7 +1416,7 @@ static void usage(FILE *f)
 		"[--scenario latency|throughput|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R]\n"
-		"transports: zbus, zbus-copy, shm-ring, unix, pipe (or all); "
+		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe (or all); "
 		"sizes take k/M suffixes, 1..16M\n");
 }
 
