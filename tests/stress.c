@@ -41,6 +41,8 @@ struct sub_result {
 
 struct shared {
 	struct sub_result subs[NSUB];
+	int nprod;            /* producers in this run, 1..NPROD */
+	int exclusive;        /* a sole producer with ZBUS_PUB_EXCLUSIVE */
 	volatile int ready;   /* subscribers subscribed */
 	volatile int go;
 };
@@ -61,7 +63,11 @@ static size_t size_of(uint64_t i, int prod)
 static int producer(struct run *r)
 {
 	struct zbus_pub *p;
-	int ret = zbus_pub_new(r->ch, NULL, &p);
+	struct zbus_pub_opts o = {
+		.timeout_ms = -1,
+		.flags = r->sh->exclusive ? ZBUS_PUB_EXCLUSIVE : 0,
+	};
+	int ret = zbus_pub_new(r->ch, &o, &p);
 
 	if (ret < 0)
 		return 10;
@@ -149,7 +155,7 @@ static int subscriber(struct run *r)
 {
 	struct sub_result *res = &r->sh->subs[r->index];
 	struct zbus_sub_opts o = { .policy = r->policy };
-	uint64_t total = r->per_producer * NPROD;
+	uint64_t total = r->per_producer * (uint64_t)r->sh->nprod;
 	struct zbus_sub_stats st;
 	struct zbus_msg m[32];
 	struct zbus_sub *s;
@@ -202,7 +208,7 @@ static int fail(char *err, size_t len, const char *fmt, ...)
 static int check_results(struct shared *sh, uint64_t per_producer,
 			 const uint32_t *policy, char *err, size_t len)
 {
-	uint64_t total = per_producer * NPROD;
+	uint64_t total = per_producer * (uint64_t)sh->nprod;
 
 	for (int i = 0; i < NSUB; i++) {
 		struct sub_result *res = &sh->subs[i];
@@ -221,7 +227,7 @@ static int check_results(struct shared *sh, uint64_t per_producer,
 					    "reliable sub %d got %lu of %lu",
 					    i, (unsigned long)res->received,
 					    (unsigned long)total);
-			for (int p = 1; p <= NPROD; p++)
+			for (int p = 1; p <= sh->nprod; p++)
 				if (res->next_index[p] != per_producer)
 					return fail(err, len,
 						    "sub %d: producer %d ends at %lu",
@@ -271,7 +277,7 @@ static int run_processes(struct zbus_channel *ch, struct shared *sh,
 	}
 	if (wait_ready(sh) < 0)
 		r = fail(err, len, "subscribers did not start");
-	for (int i = 0; i < NPROD; i++) {
+	for (int i = 0; i < sh->nprod; i++) {
 		struct run rn = { ch, sh, r < 0 ? 0 : per, i, 0 };
 
 		prods[i] = fork();
@@ -285,7 +291,7 @@ static int run_processes(struct zbus_channel *ch, struct shared *sh,
 			_exit(producer(&rn));
 		}
 	}
-	for (int i = 0; i < NPROD; i++) {
+	for (int i = 0; i < sh->nprod; i++) {
 		int st = tu_wait_child(prods[i], 400);
 
 		if (st && !r)
@@ -324,7 +330,7 @@ static int run_threads(struct zbus_channel *ch, struct shared *sh,
 	}
 	if (wait_ready(sh) < 0)
 		r = fail(err, len, "subscribers did not start");
-	for (int i = 0; i < NPROD; i++) {
+	for (int i = 0; i < sh->nprod; i++) {
 		runs[NSUB + i] = (struct run){ ch, sh, r < 0 ? 0 : per, i, 99 };
 		if (pthread_create(&th[started], NULL, thread_main,
 				   &runs[NSUB + i]))
@@ -340,8 +346,8 @@ static int run_threads(struct zbus_channel *ch, struct shared *sh,
 	return r;
 }
 
-int stress_mixed(uint64_t per_producer, int use_threads, char *err,
-		 size_t len)
+int stress_mixed(uint64_t per_producer, int producers, int exclusive,
+		 int use_threads, char *err, size_t len)
 {
 	struct zbus_channel_opts o = { .max_msg_size = MAX_MSG,
 				       .ring_capacity = 512,
@@ -353,6 +359,12 @@ int stress_mixed(uint64_t per_producer, int use_threads, char *err,
 
 	if (sh == MAP_FAILED)
 		return fail(err, len, "mmap: %s", strerror(errno));
+	if (producers < 1 || producers > NPROD || (exclusive && producers != 1)) {
+		munmap(sh, sizeof(*sh));
+		return fail(err, len, "bad producer count %d", producers);
+	}
+	sh->nprod = producers;
+	sh->exclusive = exclusive;
 	r = zbus_channel_create("stress", &o, &ch);
 	if (r < 0) {
 		munmap(sh, sizeof(*sh));

@@ -9,9 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 4 producers x 3 subscribers (reliable, lossy, reliable), checksums. */
-int stress_mixed(uint64_t per_producer, int use_threads, char *err,
-		 size_t len);
+/*
+ * @producers (1..4) x 3 subscribers (reliable, lossy, reliable), with
+ * per-message checksums. @exclusive: the one producer uses
+ * ZBUS_PUB_EXCLUSIVE.
+ */
+int stress_mixed(uint64_t per_producer, int producers, int exclusive,
+		 int use_threads, char *err, size_t len);
 /*
  * Ping-pong @rounds round trips over two channels with subscribers that
  * spin @spin_us (-1: never) before they sleep: a lost wake-up shows as a

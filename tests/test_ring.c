@@ -557,3 +557,55 @@ Test(ring, subscriber_ahead_in_seq_still_bounds_the_arena)
 	zbus_sub_free(s);
 	zbus_pub_free(p);
 }
+
+Test(ring, exclusive_publisher_excludes_the_others)
+{
+	struct zbus_pub_opts ex = { .timeout_ms = 0,
+				    .flags = ZBUS_PUB_EXCLUSIVE };
+	struct zbus_pub_opts bad = { .flags = 0x80 };
+	struct zbus_pub *p, *q;
+	struct zbus_sub *s;
+
+	make(256, 16, 0);
+	s = sub_of(ZBUS_RELIABLE);
+	cr_assert_eq(zbus_pub_new(ch, &bad, &p), -EINVAL);
+	cr_assert_eq(zbus_pub_new(ch, &ex, &p), 0);
+	cr_assert_eq(zbus_pub_new(ch, &ex, &q), -EBUSY);
+	cr_assert_eq(zbus_pub_new(ch, NULL, &q), -EBUSY);
+	for (uint64_t i = 0; i < 100; i++) { /* and wraps the ring */
+		send_filled(p, 100, i);
+		recv_checked(s, 100, i);
+	}
+	zbus_pub_free(p);
+	/* Gone: shared publishers may come, and then no exclusive one. */
+	cr_assert_eq(zbus_pub_new(ch, NULL, &q), 0);
+	cr_assert_eq(zbus_pub_new(ch, &ex, &p), -EBUSY);
+	send_filled(q, 100, 100); /* continues the stream where it was */
+	recv_checked(s, 100, 100);
+	zbus_pub_free(q);
+	cr_assert_eq(zbus_pub_new(ch, &ex, &p), 0);
+	zbus_pub_free(p);
+	zbus_sub_free(s);
+}
+
+Test(ring, exclusive_publisher_ignores_a_scribbled_claim)
+{
+	struct zbus_pub_opts ex = { .timeout_ms = 0,
+				    .flags = ZBUS_PUB_EXCLUSIVE };
+	struct zbus_pub *p;
+	struct zbus_sub *s;
+
+	make(256, 16, 0);
+	s = sub_of(ZBUS_RELIABLE);
+	cr_assert_eq(zbus_pub_new(ch, &ex, &p), 0);
+	send_filled(p, 100, 0);
+	/* A peer rewrites the shared claim: the exclusive publisher keeps
+	 * its own, so the stream goes on where it was. */
+	ch->seg.ctl->claim_seq = 12345;
+	ch->seg.ctl->claim_pos = 999;
+	recv_checked(s, 100, 0);
+	send_filled(p, 100, 1);
+	recv_checked(s, 100, 1);
+	zbus_pub_free(p);
+	zbus_sub_free(s);
+}

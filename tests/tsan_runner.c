@@ -18,11 +18,11 @@ int main(void)
 	struct {
 		const char *name;
 		int r;
-	} res[3];
+	} res[4];
 
 	err[0] = 0;
 	res[0].name = "mixed_4x3_threads";
-	res[0].r = stress_mixed(msgs, 1, err, sizeof(err));
+	res[0].r = stress_mixed(msgs, 4, 0, 1, err, sizeof(err));
 	if (res[0].r)
 		fprintf(stderr, "%s: %s\n", res[0].name, err);
 	res[1].name = "pingpong_always_sleeping_threads";
@@ -33,7 +33,11 @@ int main(void)
 	res[2].r = stress_pingpong(rounds, 1, 1, err, sizeof(err));
 	if (res[2].r)
 		fprintf(stderr, "%s: %s\n", res[2].name, err);
-	for (int i = 0; i < 3; i++) {
+	res[3].name = "exclusive_producer_threads";
+	res[3].r = stress_mixed(msgs, 1, 1, 1, err, sizeof(err));
+	if (res[3].r)
+		fprintf(stderr, "%s: %s\n", res[3].name, err);
+	for (int i = 0; i < 4; i++) {
 		printf("%s: %s\n", res[i].name, res[i].r ? "FAIL" : "ok");
 		if (res[i].r)
 			failed++;
