@@ -379,13 +379,6 @@ int stress_mixed(uint64_t per_producer, int producers, int exclusive,
 	return r;
 }
 
-uint64_t stress_param(const char *name, uint64_t dflt)
-{
-	const char *e = getenv(name);
-
-	return e ? strtoull(e, NULL, 10) : dflt;
-}
-
 struct pingpong {
 	struct zbus_channel *a, *b; /* a: initiator -> echo, b: back */
 	uint64_t rounds;

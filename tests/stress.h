@@ -23,7 +23,5 @@ int stress_mixed(uint64_t per_producer, int producers, int exclusive,
  */
 int stress_pingpong(uint64_t rounds, int spin_us, int use_threads,
 		    char *err, size_t len);
-/* Unsigned integer from the environment, or @dflt. */
-uint64_t stress_param(const char *name, uint64_t dflt);
 
 #endif /* ZB_STRESS_H */

@@ -60,13 +60,6 @@ static uint64_t next(void)
 	return rng;
 }
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 0) : dflt;
-}
-
 /* A small real channel: two pages, so 20000 copies stay cheap. */
 static const struct zbus_channel_opts opts = {
 	.max_msg_size = 1024,
@@ -81,19 +74,8 @@ struct image {
 
 static void image_load(struct image *im)
 {
-	struct zbus_channel *ch = NULL;
-	struct stat st;
-	int fd;
-
-	cr_assert_eq(zbus_channel_create("rand-src", &opts, &ch), 0);
-	fd = zbus_channel_fd(ch);
-	cr_assert_eq(fstat(fd, &st), 0);
-	cr_assert_geq(st.st_size, (off_t)sizeof(struct zb_shm_hdr));
-	im->size = (size_t)st.st_size;
-	im->buf = malloc(im->size);
-	cr_assert_not_null(im->buf);
-	cr_assert_eq(pread(fd, im->buf, im->size, 0), (ssize_t)im->size);
-	zbus_channel_free(ch);
+	cr_assert_eq(tu_segment_copy(&opts, &im->buf, &im->size), 0);
+	cr_assert_geq(im->size, sizeof(struct zb_shm_hdr));
 }
 
 struct outcome {
@@ -122,16 +104,10 @@ static const char *try_attach(const uint8_t *seg, size_t size,
 	size_t len;
 	int fd, r;
 
-	fd = memfd_create("zbus:rand", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = tu_sealed_memfd("rand", seg, size, size, MFD_ALLOW_SEALING,
+			     F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 	if (fd < 0)
-		return "memfd_create failed";
-	if (ftruncate(fd, (off_t)size) < 0 ||
-	    pwrite(fd, seg, size, 0) != (ssize_t)size ||
-	    fcntl(fd, F_ADD_SEALS,
-		  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		close(fd);
 		return "building the memfd failed";
-	}
 	r = zbus_channel_attach_dup(fd, &ch);
 	close(fd); /* attach duplicated it */
 	*code = r;
@@ -204,8 +180,8 @@ static void report(const char *what, uint64_t seed, unsigned iter, int code,
 
 Test(layout_random, byte_flips_are_refused_or_harmless)
 {
-	uint64_t seed = env_u64("ZBUS_LAYOUT_SEED", DEFAULT_SEED);
-	unsigned iters = (unsigned)env_u64("ZBUS_LAYOUT_ITERS", BYTE_ITERS);
+	uint64_t seed = tu_env_u64("ZBUS_LAYOUT_SEED", DEFAULT_SEED);
+	unsigned iters = (unsigned)tu_env_u64("ZBUS_LAYOUT_ITERS", BYTE_ITERS);
 	struct outcome out = { 0 };
 	struct image im;
 	uint8_t *seg;
@@ -333,8 +309,8 @@ static uint64_t boundary_value(uint64_t cur, const uint8_t *hdr,
 
 Test(layout_random, boundary_fields_are_refused_or_harmless)
 {
-	uint64_t seed = env_u64("ZBUS_LAYOUT_SEED", DEFAULT_SEED) ^ 0xf1e1d;
-	unsigned iters = (unsigned)env_u64("ZBUS_LAYOUT_ITERS", BYTE_ITERS) /
+	uint64_t seed = tu_env_u64("ZBUS_LAYOUT_SEED", DEFAULT_SEED) ^ 0xf1e1d;
+	unsigned iters = (unsigned)tu_env_u64("ZBUS_LAYOUT_ITERS", BYTE_ITERS) /
 			 (BYTE_ITERS / FIELD_ITERS);
 	struct outcome out = { 0 };
 	struct image im;

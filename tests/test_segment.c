@@ -70,21 +70,9 @@ struct image {
 
 static void image_load(struct image *im, const struct zbus_channel_opts *o)
 {
-	struct zbus_channel *ch = NULL;
-	struct stat st;
-	int fd;
-
-	cr_assert_eq(zbus_channel_create("seg-src", o, &ch), 0);
-	fd = zbus_channel_fd(ch);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(fstat(fd, &st), 0);
-	im->size = (size_t)st.st_size;
-	im->buf = malloc(im->size);
-	cr_assert_not_null(im->buf);
-	cr_assert_eq(pread(fd, im->buf, im->size, 0), (ssize_t)im->size);
-	cr_assert_eq(pread(fd, &im->hdr, sizeof(im->hdr), 0),
-		     (ssize_t)sizeof(im->hdr));
-	zbus_channel_free(ch);
+	cr_assert_eq(tu_segment_copy(o, &im->buf, &im->size), 0);
+	cr_assert_geq(im->size, sizeof(im->hdr));
+	memcpy(&im->hdr, im->buf, sizeof(im->hdr));
 	/* The test relies on the geometry small_opts gives: fail loudly if
 	 * the library's layout changes under it. */
 	if (o == &small_opts) {
@@ -107,17 +95,10 @@ static void image_free(struct image *im)
 static int memfd_with(const void *buf, size_t len, uint64_t file_size,
 		      unsigned mfd_flags, int seals)
 {
-	int fd = memfd_create("zbus:hostile", MFD_CLOEXEC | mfd_flags);
+	int fd = tu_sealed_memfd("hostile", buf, len, file_size, mfd_flags,
+				 seals);
 
-	cr_assert_geq(fd, 0, "memfd_create: %s", strerror(errno));
-	cr_assert_eq(ftruncate(fd, (off_t)file_size), 0);
-	if (len > file_size)
-		len = (size_t)file_size;
-	if (len)
-		cr_assert_eq(pwrite(fd, buf, len, 0), (ssize_t)len);
-	if (seals)
-		cr_assert_eq(fcntl(fd, F_ADD_SEALS, seals), 0,
-			     "F_ADD_SEALS: %s", strerror(errno));
+	cr_assert_geq(fd, 0, "hostile memfd: %s", strerror(-fd));
 	return fd;
 }
 

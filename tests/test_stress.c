@@ -34,7 +34,7 @@ TestSuite(stress, .init = setup, .fini = teardown, .timeout = 500);
 Test(stress, four_producers_three_subscribers_processes)
 {
 	char err[256] = "";
-	uint64_t n = stress_param("ZBUS_STRESS_MSGS", 500000);
+	uint64_t n = tu_env_u64("ZBUS_STRESS_MSGS", 500000);
 
 	cr_assert_eq(stress_mixed(n, 4, 0, 0, err, sizeof(err)), 0, "%s", err);
 }
@@ -42,7 +42,7 @@ Test(stress, four_producers_three_subscribers_processes)
 Test(stress, four_producers_three_subscribers_threads)
 {
 	char err[256] = "";
-	uint64_t n = stress_param("ZBUS_STRESS_MSGS", 50000);
+	uint64_t n = tu_env_u64("ZBUS_STRESS_MSGS", 50000);
 
 	cr_assert_eq(stress_mixed(n, 4, 0, 1, err, sizeof(err)), 0, "%s", err);
 }
@@ -50,7 +50,7 @@ Test(stress, four_producers_three_subscribers_threads)
 Test(stress, exclusive_producer_three_subscribers_processes)
 {
 	char err[256] = "";
-	uint64_t n = stress_param("ZBUS_STRESS_MSGS", 500000) * 2;
+	uint64_t n = tu_env_u64("ZBUS_STRESS_MSGS", 500000) * 2;
 
 	cr_assert_eq(stress_mixed(n, 1, 1, 0, err, sizeof(err)), 0, "%s", err);
 }
@@ -58,7 +58,7 @@ Test(stress, exclusive_producer_three_subscribers_processes)
 Test(stress, no_lost_wakeup_when_always_sleeping)
 {
 	char err[256] = "";
-	uint64_t n = stress_param("ZBUS_PINGPONG_ROUNDS", 20000);
+	uint64_t n = tu_env_u64("ZBUS_PINGPONG_ROUNDS", 20000);
 
 	cr_assert_eq(stress_pingpong(n, -1, 0, err, sizeof(err)), 0, "%s",
 		     err);
@@ -67,7 +67,7 @@ Test(stress, no_lost_wakeup_when_always_sleeping)
 Test(stress, no_lost_wakeup_at_the_spin_to_sleep_edge)
 {
 	char err[256] = "";
-	uint64_t n = stress_param("ZBUS_PINGPONG_ROUNDS", 20000);
+	uint64_t n = tu_env_u64("ZBUS_PINGPONG_ROUNDS", 20000);
 
 	/* A 1 µs spin ends right around when the peer publishes: the
 	 * window of the lost wake-up race. */

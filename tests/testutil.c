@@ -6,12 +6,18 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "zbus/zbus.h"
 
 int tu_base_fds = -1, tu_base_maps = -1;
 
@@ -55,6 +61,64 @@ int tu_leak_delta(void)
 {
 	return (tu_count_fds() - tu_base_fds) +
 	       (tu_count_zbus_maps() - tu_base_maps);
+}
+
+int tu_segment_copy(const struct zbus_channel_opts *o, uint8_t **buf,
+		    size_t *size)
+{
+	struct zbus_channel *ch = NULL;
+	struct stat st;
+	int r, fd;
+
+	r = zbus_channel_create("segment-copy", o, &ch);
+	if (r < 0)
+		return r;
+	fd = zbus_channel_fd(ch);
+	r = fstat(fd, &st) < 0 ? -errno : 0;
+	if (!r) {
+		*size = (size_t)st.st_size;
+		*buf = malloc(*size);
+		if (!*buf)
+			r = -ENOMEM;
+		else if (pread(fd, *buf, *size, 0) != (ssize_t)*size)
+			r = -EIO;
+		if (r < 0) {
+			free(*buf);
+			*buf = NULL;
+		}
+	}
+	zbus_channel_free(ch);
+	return r;
+}
+
+int tu_sealed_memfd(const char *name, const void *buf, size_t len,
+		    uint64_t file_size, unsigned mfd_flags, int seals)
+{
+	char label[64];
+	int fd, r = 0;
+
+	snprintf(label, sizeof(label), "zbus:%s", name);
+	fd = memfd_create(label, MFD_CLOEXEC | mfd_flags);
+	if (fd < 0)
+		return -errno;
+	if (len > file_size)
+		len = (size_t)file_size;
+	if (ftruncate(fd, (off_t)file_size) < 0 ||
+	    (len && pwrite(fd, buf, len, 0) != (ssize_t)len) ||
+	    (seals && fcntl(fd, F_ADD_SEALS, seals) < 0))
+		r = errno ? -errno : -EIO;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+uint64_t tu_env_u64(const char *name, uint64_t dflt)
+{
+	const char *e = getenv(name);
+
+	return e && *e ? strtoull(e, NULL, 0) : dflt;
 }
 
 uint64_t tu_hash(const void *p, size_t len)

@@ -26,6 +26,25 @@ void tu_leak_end(void);
 int tu_leak_delta(void);
 extern int tu_base_fds, tu_base_maps;
 
+struct zbus_channel_opts;
+
+/*
+ * tu_segment_copy() - the bytes of a freshly created channel's segment,
+ * to corrupt in tests. @buf is malloc()ed. Return: 0 or -errno.
+ */
+int tu_segment_copy(const struct zbus_channel_opts *o, uint8_t **buf,
+		    size_t *size);
+/*
+ * tu_sealed_memfd() - a memfd named "zbus:@name" (so the mapping leak
+ * check counts what is attached from it) of @file_size bytes, starting
+ * with @len bytes of @buf, sealed with @seals (0: none).
+ * Return: the fd, or -errno.
+ */
+int tu_sealed_memfd(const char *name, const void *buf, size_t len,
+		    uint64_t file_size, unsigned mfd_flags, int seals);
+/* An unsigned integer from the environment (any base), or @dflt. */
+uint64_t tu_env_u64(const char *name, uint64_t dflt);
+
 /* FNV-1a of @len bytes. */
 uint64_t tu_hash(const void *p, size_t len);
 /* Fill @buf with bytes derived from (producer, index) and stamp a header:

@@ -8,11 +8,12 @@
 #include <stdio.h>
 
 #include "stress.h"
+#include "testutil.h"
 
 int main(void)
 {
-	uint64_t msgs = stress_param("ZBUS_STRESS_MSGS", 100000);
-	uint64_t rounds = stress_param("ZBUS_PINGPONG_ROUNDS", 10000);
+	uint64_t msgs = tu_env_u64("ZBUS_STRESS_MSGS", 100000);
+	uint64_t rounds = tu_env_u64("ZBUS_PINGPONG_ROUNDS", 10000);
 	int passed = 0, failed = 0;
 	char err[256];
 	struct {
