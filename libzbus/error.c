@@ -35,6 +35,9 @@ ZBUS_EXPORT const char *zbus_strerror(int err)
 	case ESTALE:
 		return "lossy subscriber overrun: payload overwritten while "
 		       "held";
+	case EBUSY:
+		return "busy: the channel has an exclusive publisher (or the "
+		       "claim is being rewritten by a peer)";
 	case EINVAL:
 		return "invalid argument (or the fd is not a channel memfd)";
 	default:

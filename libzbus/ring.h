@@ -40,7 +40,8 @@ void zb_ring_pub_fini(struct zb_ring_pub *p);
 /*
  * zb_ring_claim() - take the next seq and @size arena bytes.
  * Return: 0; -EAGAIN when a reliable subscriber holds the room (the caller
- * waits with zb_ring_wait_room() and retries).
+ * waits with zb_ring_wait_room() and retries); -EBUSY when the claim word
+ * keeps changing under us far beyond any real contention.
  */
 int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c);
 /* Make @c's descriptor visible with @len bytes and @flags, wake sleepers. */

@@ -49,6 +49,9 @@
 #include "zbus/zbus.h"
 
 #define PRODUCER_SPIN_NS 20000ull /* spin this long for room, then sleep */
+/* Failed claim CASes before giving up: legitimate contention between a
+ * handful of producers fails a few times, not a million. */
+#define CLAIM_MAX_TRIES (1u << 20)
 
 int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
 		     int exclusive)
@@ -192,8 +195,16 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 	uint64_t need = zb_align_up(size, ZB_ARENA_ALIGN);
 	struct zb_ctl *ctl = p->seg->ctl;
 
-	for (;;) { /* lock-free: a failed CAS means someone else claimed */
+	/*
+	 * Lock-free: a failed CAS means another producer claimed. The bound
+	 * is for a peer that rewrites the claim word without end: that is
+	 * an error for this call, not a livelock.
+	 */
+	for (uint32_t tries = 0;; tries++) {
 		uint64_t seq, pos, start, end;
+
+		if (tries == CLAIM_MAX_TRIES)
+			return -EBUSY;
 
 		current_claim(p, &seq, &pos);
 		start = claim_start(g, pos, need);

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "channel.h"
@@ -608,4 +609,67 @@ Test(ring, exclusive_publisher_ignores_a_scribbled_claim)
 	recv_checked(s, 100, 1);
 	zbus_pub_free(p);
 	zbus_sub_free(s);
+}
+
+static volatile int scribbling;
+
+/* A hostile peer: garbage into both halves of the claim, without end. */
+static void *scribble_claim(void *arg)
+{
+	struct zb_ctl *ctl = arg;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	while (zb_load32((uint32_t *)&scribbling)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		zb_store64(&ctl->claim_seq, x);
+		zb_store64(&ctl->claim_pos, x * 31);
+	}
+	return NULL;
+}
+
+Test(ring, a_peer_scribbling_on_the_claim_cannot_crash_or_hang_producers,
+     .timeout = 30)
+{
+	static char payload[64];
+	struct zbus_pub *p;
+	pthread_t th;
+	int ok = 0, busy = 0;
+
+	make(64, 1024, 0);
+	p = pub_nb();
+	zb_store32((uint32_t *)&scribbling, 1);
+	cr_assert_eq(pthread_create(&th, NULL, scribble_claim, ch->seg.ctl),
+		     0);
+	uint8_t before[sizeof(struct zb_shm_hdr) + 64 * 128];
+	size_t slots_len = ch->seg.g.max_subs * sizeof(struct zb_sub_slot);
+
+	/*
+	 * Every call ends (claimed between two rewrites, or -EBUSY after a
+	 * bounded number of failed CASes) and, whatever garbage it claimed
+	 * from, writes only descriptors and arena bytes: the header and the
+	 * subscriber slots stay as they were, and nothing outside the
+	 * mapping is touched (that would fault).
+	 */
+	cr_assert_leq(slots_len, sizeof(before) - sizeof(struct zb_shm_hdr));
+	memcpy(before, ch->seg.base, sizeof(struct zb_shm_hdr));
+	memcpy(before + sizeof(struct zb_shm_hdr), ch->seg.slots, slots_len);
+	for (int i = 0; i < 200; i++) {
+		int r = zbus_pub_send(p, payload, sizeof(payload));
+
+		cr_assert(r == 0 || r == -EBUSY || r == -EAGAIN, "send: %s",
+			  zbus_strerror(r));
+		ok += r == 0;
+		busy += r == -EBUSY;
+	}
+	zb_store32((uint32_t *)&scribbling, 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(memcmp(before, ch->seg.base, sizeof(struct zb_shm_hdr)),
+		     0, "header written");
+	cr_assert_eq(memcmp(before + sizeof(struct zb_shm_hdr),
+			    ch->seg.slots, slots_len),
+		     0, "subscriber slots written");
+	cr_log_info("200 sends: %d claimed, %d gave up", ok, busy);
+	zbus_pub_free(p);
 }

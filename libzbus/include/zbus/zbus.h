@@ -206,7 +206,9 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub);
  *
  * Return: 0; -EMSGSIZE if @size exceeds max_msg_size; -EAGAIN when a
  * reliable subscriber holds the room and the publisher does not wait;
- * -ETIMEDOUT when it waited @timeout_ms in vain.
+ * -ETIMEDOUT when it waited @timeout_ms in vain; -EBUSY when the shared
+ * claim keeps changing far beyond any real contention (a peer rewriting
+ * it): the call gives up instead of spinning forever.
  * Progress: lock-free against other publishers.
  */
 ZBUS_EXPORT int zbus_pub_loan(struct zbus_pub *pub, size_t size,
