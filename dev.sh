@@ -6,16 +6,19 @@
 #   ./dev.sh demo [zbus-demo options]   build, then stream messages from
 #                                       producer processes to consumer
 #                                       processes and report the result
-#   ./dev.sh test                       the whole test suite: a -Werror
-#                                       build, AddressSanitizer+UBSan, and
-#                                       ThreadSanitizer for the lock-free code
+#   ./dev.sh test                       the whole test suite: gcc -Werror,
+#                                       gcc AddressSanitizer+UBSan, clang
+#                                       ASan+UBSan with libFuzzer smoke runs,
+#                                       and ThreadSanitizer for the lock-free
+#                                       code
 #
 # Both install the Debian packages they need when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PKGS=(build-essential g++ cmake pkg-config libatomic-ops-dev
-	libcriterion-dev libprotobuf-c-dev protobuf-c-compiler)
+PKGS=(build-essential g++ clang libclang-rt-14-dev cmake pkg-config
+	libatomic-ops-dev libcriterion-dev libprotobuf-c-dev
+	protobuf-c-compiler)
 JOBS=$(nproc)
 
 ensure_deps() {
@@ -108,6 +111,11 @@ test)
 	build build-asan -DZBUS_SANITIZER=address -DZBUS_BUILD_BENCH=OFF
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		check "AddressSanitizer + UBSan" build-asan || status=1
+	CC=clang build build-clang -DZBUS_SANITIZER=address \
+		-DZBUS_BUILD_FUZZ=ON -DZBUS_BUILD_BENCH=OFF
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		check "clang, ASan + UBSan, libFuzzer smoke runs" build-clang ||
+		status=1
 	build build-tsan -DZBUS_SANITIZER=thread -DZBUS_BUILD_BENCH=OFF
 	check "ThreadSanitizer (lock-free code, threads on one mapping)" \
 		build-tsan || status=1

@@ -24,3 +24,9 @@ if(DEFINED _zb_san)
 		-fno-sanitize-recover=undefined)
 	add_link_options(-fsanitize=${_zb_san})
 endif()
+
+# Fuzz builds instrument every object for coverage (the library is what is
+# fuzzed); only the fuzz targets link libFuzzer's main.
+if(ZBUS_BUILD_FUZZ)
+	add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

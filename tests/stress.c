@@ -35,6 +35,8 @@
 
 struct sub_result {
 	uint64_t received, missed, bad, torn, order_errors, stale_batches;
+	uint64_t missed_fields; /* sum of zbus_msg.missed handed to us */
+	uint64_t stale_msgs;    /* handed, then discarded as overwritten */
 	uint64_t next_index[NPROD + 1]; /* by producer id (1-based) */
 	int done, ok;
 };
@@ -116,8 +118,10 @@ static void consume_batch(struct zbus_sub *s, struct sub_result *res,
 			order++;
 		next[prod] = idx + 1;
 	}
+	res->missed_fields += missed;
 	if (zbus_sub_release(s) < 0) {
 		res->stale_batches++; /* discarded: counted as missed */
+		res->stale_msgs += (uint64_t)n;
 		return;
 	}
 	memcpy(res->next_index, next, sizeof(next));
@@ -239,6 +243,15 @@ static int check_results(struct shared *sh, uint64_t per_producer,
 			if (!res->missed)
 				return fail(err, len,
 					    "lossy sub %d never missed", i);
+			/* Told exactly: every miss was reported on the next
+			 * message, or was a batch we discarded as stale. */
+			if (res->missed != res->missed_fields + res->stale_msgs)
+				return fail(err, len,
+					    "lossy sub %d: missed %lu, but "
+					    "reported %lu + stale %lu", i,
+					    (unsigned long)res->missed,
+					    (unsigned long)res->missed_fields,
+					    (unsigned long)res->stale_msgs);
 			if (res->received + res->missed != total)
 				return fail(err, len,
 					    "lossy sub %d: %lu + %lu != %lu", i,
