@@ -24,7 +24,7 @@ struct zb_notify {
 	struct zb_ring_sub *ring;
 	pthread_t thread;
 	int efd;
-	volatile int stop;
+	uint32_t stop; /* atomic: set by zb_notify_stop() */
 	uint64_t next; /* first seq not yet signalled */
 };
 
@@ -38,23 +38,57 @@ static void signal_fd(int efd)
 		;
 }
 
+/*
+ * Worth a signal, or a look: message @seq is ready, or its slot already
+ * holds a later lap (the subscriber took it and producers moved on, so
+ * whatever is pending lies further ahead).
+ */
+static int worth_a_look(const struct zb_ring_sub *ring, uint64_t seq)
+{
+	const struct zb_desc *d =
+		&ring->seg->ring[seq & (ring->seg->g.ring_capacity - 1)];
+	uint64_t c = zb_load64_acquire(&d->commit);
+
+	if (c && (int64_t)((c - 1) - seq) > 0)
+		return 1;
+	return zb_ring_ready(ring, seq);
+}
+
 static void *watch(void *arg)
 {
 	struct zb_notify *n = arg;
 	uint32_t cap = n->ring->seg->g.ring_capacity;
 
-	while (!AO_int_load((volatile unsigned int *)&n->stop)) {
+	while (!zb_load32_acquire(&n->stop)) {
+		uint64_t released;
 		uint32_t k = 0;
 
-		if (!zb_ring_ready(n->ring, n->next)) {
+		/*
+		 * The subscriber drains without us: it may have taken and
+		 * released messages we never looked at, after which their
+		 * slots hold later laps and would never look ready at our
+		 * seq again. Never watch behind what it has released.
+		 * Acquire pairs with the release in zb_ring_release().
+		 */
+		released = zb_load64_acquire(&n->ring->slot->cons_seq);
+		if ((int64_t)(released - n->next) > 0)
+			n->next = released;
+		if (!worth_a_look(n->ring, n->next)) {
 			zb_ring_sleep(n->ring, n->next, ZB_NEVER, &n->stop);
 			continue;
 		}
-		signal_fd(n->efd);
-		/* One signal covers everything ready now; bounded by one
-		 * ring so an overrun lossy stream cannot keep us here. */
-		while (k++ < cap && zb_ring_ready(n->ring, n->next))
+		/*
+		 * Step over everything ready now, then signal: a message that
+		 * becomes ready after the signal lies beyond @next, so its
+		 * commit wakes us for a signal of its own. Signalling first
+		 * would let a commit land between the signal and the step,
+		 * after the subscriber drained: stepped over, never announced.
+		 * Bounded by one ring so an overrun lossy stream cannot keep
+		 * us here.
+		 */
+		while (k++ < cap && worth_a_look(n->ring, n->next))
 			n->next++;
+		signal_fd(n->efd);
 	}
 	return NULL;
 }
@@ -98,7 +132,7 @@ struct zb_notify *zb_notify_stop(struct zb_notify *n)
 {
 	if (!n)
 		return NULL;
-	AO_int_store_release((volatile unsigned int *)&n->stop, 1);
+	zb_store32_release(&n->stop, 1);
 	zb_ring_kick(n->ring);
 	pthread_join(n->thread, NULL);
 	close(n->efd);

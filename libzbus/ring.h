@@ -104,11 +104,12 @@ void zb_ring_prefetch_next(const struct zb_ring_sub *s);
 int zb_ring_ready(const struct zb_ring_sub *s, uint64_t seq);
 /*
  * zb_ring_sleep() - futex sleep until message @seq may be ready, @deadline
- * passes, or *@stop becomes non-zero (checked after announcing).
+ * passes, or *@stop becomes non-zero (checked after announcing; an
+ * atomic flag set by another thread, which then calls zb_ring_kick()).
  * Return: 0 (look again); -ETIMEDOUT.
  */
 int zb_ring_sleep(struct zb_ring_sub *s, uint64_t seq, uint64_t deadline,
-		  const volatile int *stop);
+		  uint32_t *stop);
 /* Wake a zb_ring_sleep() on this subscription (used to stop threads). */
 void zb_ring_kick(struct zb_ring_sub *s);
 

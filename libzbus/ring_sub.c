@@ -278,7 +278,7 @@ void zb_ring_release(struct zb_ring_sub *s)
 }
 
 int zb_ring_sleep(struct zb_ring_sub *s, uint64_t seq, uint64_t deadline,
-		  const volatile int *stop)
+		  uint32_t *stop)
 {
 	struct zb_sub_slot *sl = s->slot;
 	uint64_t *word = &s->seg->ctl->sleepers[s->slot_idx / 64];
@@ -304,7 +304,7 @@ int zb_ring_sleep(struct zb_ring_sub *s, uint64_t seq, uint64_t deadline,
 		if (slice < until)
 			until = slice;
 	}
-	if (!zb_ring_ready(s, seq) && !(stop && *stop))
+	if (!zb_ring_ready(s, seq) && !(stop && zb_load32_acquire(stop)))
 		r = zb_futex_wait(&sl->futex, f, until);
 	/* Withdraw our announcement unless a producer already took it. */
 	zb_cas64(&sl->wait_seq, seq + 1, 0);
