@@ -16,6 +16,7 @@
 #include "stress.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -492,5 +493,108 @@ out:
 	zbus_sub_free(pp.sub_a);
 	zbus_channel_free(pp.b);
 	zbus_channel_free(pp.a);
+	return r;
+}
+
+struct fdmode {
+	struct zbus_channel *ch;
+	uint64_t msgs;
+};
+
+static int burst_publisher(struct fdmode *f)
+{
+	struct zbus_pub_opts o = { .timeout_ms = 5000 };
+	struct zbus_pub *p;
+	int r = 0;
+
+	if (zbus_pub_new(f->ch, &o, &p) < 0)
+		return 40;
+	for (uint64_t i = 0; i < f->msgs && !r; i++) {
+		if (zbus_pub_send(p, &i, sizeof(i)) < 0)
+			r = 41;
+		else if (!(i % 97)) /* bursts and pauses */
+			usleep(50);
+	}
+	zbus_pub_free(p);
+	return r;
+}
+
+static void *burst_thread(void *arg)
+{
+	return (void *)(intptr_t)burst_publisher(arg);
+}
+
+int stress_fdmode(uint64_t msgs, int use_threads, char *err, size_t len)
+{
+	struct zbus_channel_opts co = { .max_msg_size = 64,
+					.ring_capacity = 128 };
+	struct fdmode f = { .msgs = msgs };
+	struct zbus_sub *sub = NULL;
+	uint64_t next = 0;
+	pthread_t th;
+	pid_t pid = -1;
+	int fd, r = 0;
+
+	if (zbus_channel_create("fdmode", &co, &f.ch) < 0)
+		return fail(err, len, "create failed");
+	if (zbus_sub_new(f.ch, NULL, &sub) < 0 || (fd = zbus_sub_fd(sub)) < 0) {
+		r = fail(err, len, "subscribe or fd failed");
+		goto out;
+	}
+	if (use_threads) {
+		if (pthread_create(&th, NULL, burst_thread, &f)) {
+			r = fail(err, len, "pthread_create");
+			goto out;
+		}
+	} else {
+		pid = fork();
+		if (!pid)
+			_exit(burst_publisher(&f));
+	}
+	while (next < msgs && !r) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct zbus_msg m[32];
+		uint64_t v;
+		int n;
+
+		if (poll(&pfd, 1, 5000) != 1) {
+			r = fail(err, len, "lost notification at %lu of %lu",
+				 (unsigned long)next, (unsigned long)msgs);
+			break;
+		}
+		if (read(fd, &v, sizeof(v)) != sizeof(v))
+			continue; /* spurious readability is allowed */
+		while ((n = zbus_sub_recv_batch(sub, m, 32, 0)) > 0) {
+			for (int i = 0; i < n && !r; i++, next++) {
+				memcpy(&v, m[i].data, sizeof(v));
+				if (m[i].size != sizeof(v) || v != next)
+					r = fail(err, len, "message %lu wrong",
+						 (unsigned long)next);
+			}
+			zbus_sub_release(sub);
+		}
+		if (n != -EAGAIN && !r)
+			r = fail(err, len, "recv: %s", zbus_strerror(n));
+	}
+	if (use_threads) {
+		void *ret;
+
+		/* Unblock a publisher stuck on a full ring after a failure. */
+		sub = zbus_sub_free(sub);
+		pthread_join(th, &ret);
+		if ((intptr_t)ret && !r)
+			r = fail(err, len, "publisher exited %d",
+				 (int)(intptr_t)ret);
+	} else {
+		int st;
+
+		sub = zbus_sub_free(sub);
+		st = tu_wait_child(pid, 30);
+		if (st && !r)
+			r = fail(err, len, "publisher exited %d", st);
+	}
+out:
+	zbus_sub_free(sub);
+	zbus_channel_free(f.ch);
 	return r;
 }

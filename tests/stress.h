@@ -24,4 +24,11 @@ int stress_mixed(uint64_t per_producer, int producers, int exclusive,
 int stress_pingpong(uint64_t rounds, int spin_us, int use_threads,
 		    char *err, size_t len);
 
+/*
+ * A subscriber driven by its pollable fd (poll, read, drain until -EAGAIN)
+ * while a publisher sends @msgs in bursts: a poll that times out is a lost
+ * notification.
+ */
+int stress_fdmode(uint64_t msgs, int use_threads, char *err, size_t len);
+
 #endif /* ZB_STRESS_H */

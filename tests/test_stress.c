@@ -120,3 +120,11 @@ Test(stress, without_membarrier_fences_and_sliced_sleeps_still_hold)
 	cr_assert_eq(tu_wait_child(pid, 300), 0,
 		     "scenarios without membarrier failed (see stderr)");
 }
+
+Test(stress, fd_mode_never_misses_a_burst_processes)
+{
+	char err[256] = "";
+	uint64_t n = tu_env_u64("ZBUS_STRESS_MSGS", 500000) / 5;
+
+	cr_assert_eq(stress_fdmode(n, 0, err, sizeof(err)), 0, "%s", err);
+}

@@ -19,7 +19,7 @@ int main(void)
 	struct {
 		const char *name;
 		int r;
-	} res[4];
+	} res[5];
 
 	err[0] = 0;
 	res[0].name = "mixed_4x3_threads";
@@ -38,7 +38,11 @@ int main(void)
 	res[3].r = stress_mixed(msgs, 1, 1, 1, err, sizeof(err));
 	if (res[3].r)
 		fprintf(stderr, "%s: %s\n", res[3].name, err);
-	for (int i = 0; i < 4; i++) {
+	res[4].name = "fd_mode_threads";
+	res[4].r = stress_fdmode(msgs, 1, err, sizeof(err));
+	if (res[4].r)
+		fprintf(stderr, "%s: %s\n", res[4].name, err);
+	for (int i = 0; i < 5; i++) {
 		printf("%s: %s\n", res[i].name, res[i].r ? "FAIL" : "ok");
 		if (res[i].r)
 			failed++;
