@@ -142,9 +142,12 @@ ZB_FIELD(zb_ctl, claim_seq, 0, 8);
 ZB_FIELD(zb_ctl, claim_pos, 8, 8);
 ZB_FIELD(zb_ctl, next_pub_id, 16, 4);
 ZB_FIELD(zb_ctl, publishers, 20, 4);
+ZB_FIELD(zb_ctl, reserved1, 24, 104);
 ZB_FIELD(zb_ctl, sleepers, 128, 32);
+ZB_FIELD(zb_ctl, reserved2, 160, 8);
 ZB_FIELD(zb_ctl, prod_waiters, 168, 4);
 ZB_FIELD(zb_ctl, prod_futex, 172, 4);
+ZB_FIELD(zb_ctl, reserved3, 176, 80);
 
 /* zb_ctl.publishers while an exclusive publisher owns the claim: it then
  * advances claim_{seq,pos} with plain stores, so no other may claim. */
@@ -185,6 +188,7 @@ ZB_FIELD(zb_sub_slot, cons_seq, 16, 8);
 ZB_FIELD(zb_sub_slot, cons_pos, 24, 8);
 ZB_FIELD(zb_sub_slot, wait_seq, 32, 8);
 ZB_FIELD(zb_sub_slot, gen, 40, 8);
+ZB_FIELD(zb_sub_slot, reserved, 48, 80);
 
 /* Descriptor flags. */
 #define ZB_DESC_ABANDONED 0x1u /* loan given back: no message */
@@ -215,6 +219,7 @@ ZB_FIELD(zb_desc, pos, 8, 8);
 ZB_FIELD(zb_desc, length, 16, 4);
 ZB_FIELD(zb_desc, flags, 20, 4);
 ZB_FIELD(zb_desc, pub_id, 24, 4);
+ZB_FIELD(zb_desc, reserved, 28, 4);
 
 /*
  * struct zb_geometry - a validated private copy of the header: what every
