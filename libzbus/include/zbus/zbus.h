@@ -386,6 +386,142 @@ ZBUS_EXPORT int zbus_sub_stats(const struct zbus_sub *sub,
  */
 ZBUS_EXPORT const char *zbus_strerror(int err);
 
+
+/* ------------------------------------------------------------------------
+ * The broker (zbusd): channels by name, permissions, fd hand-off.
+ * The data path never goes through it; these calls are the control path.
+ * ------------------------------------------------------------------------ */
+
+struct zbus_conn;
+
+/* Connection flags (struct zbus_conn_opts.flags). */
+#define ZBUS_CONN_NO_AUTOSTART 0x1u /* never start a broker ourselves */
+
+/**
+ * struct zbus_conn_opts - how to reach the broker
+ * @socket_path: NULL for the default: $ZBUS_SOCKET, else
+ *               $XDG_RUNTIME_DIR/zbus/zbusd.sock, else /run/zbus/zbusd.sock
+ * @timeout_ms: per request (0: 5000; -1: no limit)
+ * @flags: ZBUS_CONN_NO_AUTOSTART. Without it, when no broker answers, the
+ *         library starts one ($ZBUS_BROKER, else the installed zbusd) on
+ *         the socket and connects to it; $ZBUS_NO_AUTOSTART=1 has the same
+ *         effect as the flag.
+ * @reserved: must be zero
+ */
+struct zbus_conn_opts {
+	const char *socket_path;
+	int32_t timeout_ms;
+	uint32_t flags;
+	uint64_t reserved[4];
+};
+
+/**
+ * zbus_conn_open() - connect to the broker (starting one if allowed)
+ * Return: 0; -ENOENT or -ECONNREFUSED when no broker answers (and none
+ * could be started); -ENAMETOOLONG for a socket path too long; -EPROTO
+ * when the broker speaks another protocol version; -ETIMEDOUT; -errno.
+ * Thread-safety: a connection is used by one thread at a time.
+ */
+ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
+			       struct zbus_conn **out);
+
+/** zbus_conn_free() - close the connection. Return: NULL. */
+ZBUS_EXPORT struct zbus_conn *zbus_conn_free(struct zbus_conn *conn);
+
+/**
+ * zbus_conn_error() - the broker's readable message for the last failed
+ * request on @conn ("" if none). Valid until the next request.
+ */
+ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *conn);
+
+/* Channel creation flags (struct zbus_channel_params.flags). */
+#define ZBUS_CREATE_OPEN_EXISTING 0x1u /* an existing channel is fine */
+
+/**
+ * struct zbus_channel_params - a named channel
+ * @geometry: as for zbus_channel_create()
+ * @mode: permissions like a file's, for the owner, group, others: read
+ *        (04) lets a principal subscribe, write (02) publish. 0: 0600.
+ * @default_policy: ZBUS_RELIABLE or ZBUS_LOSSY, for tools that subscribe
+ *                  without saying
+ * @flags: ZBUS_CREATE_OPEN_EXISTING
+ * @reserved: must be zero
+ */
+struct zbus_channel_params {
+	struct zbus_channel_opts geometry;
+	uint32_t mode;
+	uint32_t default_policy;
+	uint32_t flags;
+	uint32_t reserved[5];
+};
+
+/* Access bits for zbus_conn_open_channel(). */
+#define ZBUS_ACCESS_PUBLISH 0x1u
+#define ZBUS_ACCESS_SUBSCRIBE 0x2u
+
+/**
+ * zbus_conn_create() - create a channel by name and map it
+ * @name: 1..255 printable characters, no spaces
+ * Return: 0; -EEXIST (without ZBUS_CREATE_OPEN_EXISTING); -EINVAL;
+ * -EDQUOT when a quota is exhausted; -EACCES (opening an existing one);
+ * as zbus_conn_open() for transport errors. zbus_conn_error() explains.
+ */
+ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *conn, const char *name,
+				 const struct zbus_channel_params *params,
+				 struct zbus_channel **out);
+
+/**
+ * zbus_conn_open_channel() - map an existing channel by name
+ * @access: ZBUS_ACCESS_PUBLISH and/or ZBUS_ACCESS_SUBSCRIBE, checked
+ *          against the channel's mode for the connection's identity
+ * Return: 0; -ENOENT; -EACCES; -EINVAL; transport errors.
+ */
+ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *conn,
+				       const char *name, uint32_t access,
+				       struct zbus_channel **out);
+
+/**
+ * zbus_conn_delete() - remove a channel from the registry (its owner or
+ * root). Processes that mapped it keep their mapping.
+ * Return: 0; -ENOENT; -EPERM; transport errors.
+ */
+ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *conn, const char *name);
+
+/**
+ * struct zbus_channel_stat - a channel as the broker sees it
+ */
+struct zbus_channel_stat {
+	char name[256];
+	uint32_t max_msg_size;
+	uint32_t ring_capacity;
+	uint32_t max_subscribers;
+	uint32_t mode;
+	uint64_t arena_bytes;
+	uint64_t segment_bytes;
+	uint64_t published;   /* messages claimed so far */
+	uint32_t owner_uid;
+	uint32_t owner_gid;
+	uint32_t publishers;
+	uint32_t subscribers;
+	uint32_t default_policy;
+	uint32_t reserved0;
+	uint64_t reserved[4];
+};
+
+/**
+ * zbus_conn_list() - every channel the broker knows
+ * @out: receives a malloc()ed array the caller free()s
+ * Return: the number of channels; -errno.
+ */
+ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *conn,
+			       struct zbus_channel_stat **out);
+
+/**
+ * zbus_conn_stat() - one channel. Return: 0; -ENOENT; -errno.
+ */
+ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *conn, const char *name,
+			       struct zbus_channel_stat *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - zbusd, the libzbus broker: command line, socket, lifecycle.
+ *
+ *   zbusd [--socket PATH] [--background]
+ *
+ * The socket is PATH, else $ZBUS_SOCKET, else
+ * $XDG_RUNTIME_DIR/zbus/zbusd.sock, else /run/zbus/zbusd.sock. A lock file
+ * beside it (PATH.lock, flock) is held for the broker's life: a second
+ * broker finds it taken and leaves the live one alone (exit status 3); a
+ * socket left by a dead broker (nobody holds the lock, nobody answers) is
+ * replaced. --background returns once the socket listens, leaving the
+ * broker in its own session: that is how libzbus starts one by itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+#include "sockpath.h"
+
+#define EXIT_ALREADY_RUNNING 3
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: zbusd [--socket PATH] [--background]\n"
+		   "  --socket PATH  listen on PATH (default: $ZBUS_SOCKET, "
+		   "$XDG_RUNTIME_DIR/zbus/zbusd.sock, /run/zbus/zbusd.sock)\n"
+		   "  --background   detach once listening (logs go to "
+		   "/dev/null)\n");
+}
+
+/* mkdir -p the directory of @path (mode 0755: others must reach the
+ * socket; what they may do there is the broker's to decide). */
+static int make_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int answers(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int ok;
+
+	if (fd < 0)
+		return 0;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/*
+ * Take the lock, replace a stale socket, bind and listen.
+ * Return: the listening fd; -EADDRINUSE when a live broker has it.
+ */
+static int listen_on(const char *path, int *lock_fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char lock_path[sizeof(sa.sun_path) + 8];
+	int fd, r;
+
+	r = make_parent(path);
+	if (r < 0)
+		return r;
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
+	*lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (*lock_fd < 0)
+		return -errno;
+	if (flock(*lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+	/* We hold the lock: a socket still there belongs to a dead broker,
+	 * unless something else answers on it (never steal that). */
+	if (access(path, F_OK) == 0) {
+		if (answers(path))
+			return -EADDRINUSE;
+		zbd_log("replacing the stale socket %s", path);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0666) < 0 || listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* Detach once listening: the parent's exit tells the starter we are up. */
+static int background(void)
+{
+	pid_t pid = fork();
+	int null;
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		close(null);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "background", no_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *want = NULL;
+	struct zbd_server s;
+	int bg = 0, c, fd, lock_fd = -1, r;
+
+	while ((c = getopt_long(argc, argv, "s:bh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': want = optarg; break;
+		case 'b': bg = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (zb_socket_path(want, path, sizeof(path)) < 0) {
+		fprintf(stderr, "zbusd: socket path too long\n");
+		return 2;
+	}
+	fd = listen_on(path, &lock_fd);
+	if (fd == -EADDRINUSE) {
+		fprintf(stderr, "zbusd: a live broker already serves %s\n",
+			path);
+		return EXIT_ALREADY_RUNNING;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "zbusd: cannot listen on %s: %s\n", path,
+			strerror(-fd));
+		return 1;
+	}
+	if (bg && background() < 0) {
+		fprintf(stderr, "zbusd: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	r = zbd_server_init(&s, fd);
+	if (r < 0) {
+		zbd_log("cannot start: %s", strerror(-r));
+		return 1;
+	}
+	zbd_log("listening on %s", path);
+	r = zbd_server_run(&s);
+	zbd_server_fini(&s);
+	/* Still ours: no successor can replace it while we hold the lock. */
+	unlink(path);
+	close(fd);
+	close(lock_fd);
+	zbd_log("stopped");
+	return r < 0 ? 1 : 0;
+}

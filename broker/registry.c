@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * registry.c - channels by name. A linked list: a broker holds tens or
+ * hundreds of channels, and every operation on them is a control-path
+ * request, never the data path.
+ */
+#include "registry.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
+				      const char *name)
+{
+	for (struct zbd_channel *c = r->head; c; c = c->next)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+int zbd_registry_create(struct zbd_registry *r, const char *name,
+			const struct zbus_channel_opts *opts, uint32_t mode,
+			uint32_t policy, const struct zbd_identity *who,
+			struct zbd_channel **out)
+{
+	struct zbd_channel *c;
+	int ret;
+
+	if (zbd_registry_find(r, name))
+		return -EEXIST;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	ret = zbus_channel_create(name, opts, &c->ch);
+	if (ret < 0) {
+		free(c);
+		return ret;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	zbus_channel_info(c->ch, &c->info);
+	c->owner_uid = who->uid;
+	c->owner_gid = who->gid;
+	c->mode = mode & 0777;
+	c->default_policy = policy;
+	c->next = r->head;
+	r->head = c;
+	r->count++;
+	*out = c;
+	return 0;
+}
+
+void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c)
+{
+	for (struct zbd_channel **p = &r->head; *p; p = &(*p)->next) {
+		if (*p != c)
+			continue;
+		*p = c->next;
+		r->count--;
+		zbus_channel_free(c->ch);
+		free(c);
+		return;
+	}
+}
+
+void zbd_registry_clear(struct zbd_registry *r)
+{
+	while (r->head)
+		zbd_registry_remove(r, r->head);
+}
+
+size_t zbd_registry_count_owned(const struct zbd_registry *r, uid_t uid)
+{
+	size_t n = 0;
+
+	for (const struct zbd_channel *c = r->head; c; c = c->next)
+		n += c->owner_uid == uid;
+	return n;
+}
+
+static int in_group(const struct zbd_identity *who, gid_t gid)
+{
+	if (who->gid == gid)
+		return 1;
+	for (int i = 0; i < who->ngroups; i++)
+		if (who->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
+	    uint32_t access)
+{
+	uint32_t bits, need = 0;
+
+	if (who->uid == 0)
+		return 1;
+	if (who->uid == c->owner_uid)
+		bits = c->mode >> 6;
+	else if (in_group(who, c->owner_gid))
+		bits = c->mode >> 3;
+	else
+		bits = c->mode;
+	if (access & ZBUS_ACCESS_SUBSCRIBE)
+		need |= 04;
+	if (access & ZBUS_ACCESS_PUBLISH)
+		need |= 02;
+	return (bits & need) == need;
+}
+
+int zbd_owns(const struct zbd_channel *c, const struct zbd_identity *who)
+{
+	return who->uid == 0 || who->uid == c->owner_uid;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * registry.h - the broker's channels by name, with owner and mode.
+ */
+#ifndef ZBD_REGISTRY_H
+#define ZBD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "zbus/zbus.h"
+
+/* Who is asking: fixed when the connection was accepted. */
+struct zbd_identity {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64]; /* supplementary groups (SO_PEERGROUPS) */
+	int ngroups;
+};
+
+struct zbd_channel {
+	char name[256];
+	struct zbus_channel *ch; /* the broker's own mapping */
+	struct zbus_channel_info info;
+	uid_t owner_uid;
+	gid_t owner_gid;
+	uint32_t mode;
+	uint32_t default_policy;
+	struct zbd_channel *next;
+};
+
+struct zbd_registry {
+	struct zbd_channel *head;
+	size_t count;
+};
+
+struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
+				      const char *name);
+/* Return: 0; -EEXIST; as zbus_channel_create(). */
+int zbd_registry_create(struct zbd_registry *r, const char *name,
+			const struct zbus_channel_opts *opts, uint32_t mode,
+			uint32_t policy, const struct zbd_identity *who,
+			struct zbd_channel **out);
+void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c);
+void zbd_registry_clear(struct zbd_registry *r);
+size_t zbd_registry_count_owned(const struct zbd_registry *r, uid_t uid);
+
+/*
+ * zbd_may() - may @who have @access (ZBUS_ACCESS_*) on @c? Like a file:
+ * the owner's bits, else the group's (primary or supplementary), else the
+ * others'; read lets a principal subscribe, write publish. Root may.
+ */
+int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
+	    uint32_t access);
+/* Owner or root. */
+int zbd_owns(const struct zbd_channel *c, const struct zbd_identity *who);
+
+#endif /* ZBD_REGISTRY_H */

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.h - the broker's event loop: listening socket, clients, signals.
+ */
+#ifndef ZBD_SERVER_H
+#define ZBD_SERVER_H
+
+#include <stddef.h>
+
+#include "registry.h"
+
+/* Limits that keep one user from exhausting the broker for others. */
+#define ZBD_MAX_PEERS 1024
+#define ZBD_MAX_PEERS_PER_UID 256
+#define ZBD_MAX_CHANNELS 4096
+#define ZBD_MAX_CHANNELS_PER_UID 256
+#define ZBD_MAX_BYTES_PER_UID (8ull << 30) /* segment bytes owned */
+#define ZBD_MAX_REQUESTS_PER_TURN 16       /* fairness between peers */
+
+struct zbd_peer;
+
+struct zbd_server {
+	int epfd;
+	int listen_fd;
+	int sig_fd;
+	int stop;
+	struct zbd_registry reg;
+	struct zbd_peer *peers;
+	size_t npeers;
+	unsigned long long next_peer_id;
+};
+
+/* Take over @listen_fd (bound, listening); block SIGTERM/SIGINT and watch
+ * them through a signalfd. Return: 0; -errno. */
+int zbd_server_init(struct zbd_server *s, int listen_fd);
+/* Serve until SIGTERM/SIGINT. Return: 0; -errno on a fatal error. */
+int zbd_server_run(struct zbd_server *s);
+void zbd_server_fini(struct zbd_server *s);
+
+#endif /* ZBD_SERVER_H */

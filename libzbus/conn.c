@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn.c - the public client of the broker: connect (starting a broker
+ * when none answers), create/open/delete/list/stat channels by name.
+ *
+ * One request at a time per connection, each answered before the next is
+ * sent; every wait is bounded by the connection's timeout.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "fdpass.h"
+#include "sockpath.h"
+#include "util.h"
+#include "wait.h"
+#include "zbus/zbus.h"
+
+#ifndef ZBUS_BROKER_DEFAULT
+#define ZBUS_BROKER_DEFAULT "/usr/local/bin/zbusd"
+#endif
+
+#define DEFAULT_TIMEOUT_MS 5000
+
+extern char **environ;
+
+struct zbus_conn {
+	int sock;
+	int timeout_ms;
+	uint64_t next_id;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char error[256];
+};
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int autostart_allowed(const struct zbus_conn_opts *o)
+{
+	const char *env = getenv("ZBUS_NO_AUTOSTART");
+
+	if (o && (o->flags & ZBUS_CONN_NO_AUTOSTART))
+		return 0;
+	return !(env && *env && strcmp(env, "0"));
+}
+
+/*
+ * Start "zbusd --socket PATH --background" and wait for it to say it
+ * listens (its first process exits once the socket is bound; the broker
+ * itself lives on in a new session). Another client starting one at the
+ * same moment is fine: the second broker finds a live socket and leaves.
+ */
+static int start_broker(const char *path, int timeout_ms)
+{
+	const char *broker = getenv("ZBUS_BROKER");
+	char *argv[] = { "zbusd", "--socket", (char *)path, "--background",
+			 NULL };
+	uint64_t deadline = zb_deadline_ms(timeout_ms);
+	pid_t pid;
+	int st, r;
+
+	if (!broker || !*broker)
+		broker = ZBUS_BROKER_DEFAULT;
+	r = posix_spawn(&pid, broker, NULL, NULL, argv, environ);
+	if (r)
+		return -r;
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		/* 0: it listens; 3: another broker already does. */
+		if (w == pid)
+			return WIFEXITED(st) && (WEXITSTATUS(st) == 0 ||
+						 WEXITSTATUS(st) == 3)
+				       ? 0 : -ECHILD;
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (zb_now_ns() >= deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -ETIMEDOUT;
+		}
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+}
+
+/* Wait until @sock is ready for @events, within @deadline. */
+static int wait_sock(int sock, short events, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd p = { .fd = sock, .events = events };
+		int ms = -1, r;
+
+		if (deadline != ZB_NEVER) {
+			uint64_t now = zb_now_ns();
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			ms = (int)((deadline - now + 999999) / 1000000);
+		}
+		r = poll(&p, 1, ms);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/*
+ * One request, one reply. On success *@rep is the unpacked reply (status
+ * 0) and *@fd the fd that came with it (or -1); on a broker refusal the
+ * status is returned and its message kept in @c->error.
+ */
+static int request(struct zbus_conn *c, Zbusctl__Request *req,
+		   Zbusctl__Reply **rep, int *fd)
+{
+	uint64_t deadline = zb_deadline_ms(c->timeout_ms);
+	uint8_t *buf;
+	ssize_t n;
+	int r, got_fd = -1;
+	Zbusctl__Reply *reply;
+
+	c->error[0] = 0;
+	req->id = ++c->next_id;
+	for (;;) {
+		r = zb_ctl_send(c->sock, &req->base, -1);
+		if (r != -EAGAIN)
+			break;
+		r = wait_sock(c->sock, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	buf = malloc(ZB_CTL_MAX_RECORD);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		n = zb_fdpass_recv(c->sock, buf, ZB_CTL_MAX_RECORD,
+				   fd ? &got_fd : NULL);
+		if (n != -EAGAIN)
+			break;
+		r = wait_sock(c->sock, POLLIN, deadline);
+		if (r < 0) {
+			free(buf);
+			return r;
+		}
+	}
+	if (n <= 0) {
+		free(buf);
+		return n == 0 ? -ECONNRESET : (int)n;
+	}
+	reply = zbusctl__reply__unpack(NULL, (size_t)n, buf);
+	free(buf);
+	if (!reply || reply->id != req->id) {
+		if (reply)
+			zbusctl__reply__free_unpacked(reply, NULL);
+		if (got_fd >= 0)
+			close(got_fd);
+		snprintf(c->error, sizeof(c->error),
+			 "malformed reply from the broker");
+		return -EPROTO;
+	}
+	if (reply->status) {
+		r = reply->status < 0 ? reply->status : -EPROTO;
+		snprintf(c->error, sizeof(c->error), "%s",
+			 reply->message ? reply->message : "");
+		zbusctl__reply__free_unpacked(reply, NULL);
+		if (got_fd >= 0)
+			close(got_fd);
+		return r;
+	}
+	*rep = reply;
+	if (fd)
+		*fd = got_fd;
+	return 0;
+}
+
+static int hello(struct zbus_conn *c)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Hello h = ZBUSCTL__HELLO__INIT;
+	Zbusctl__Reply *rep;
+	int r;
+
+	h.version = ZB_CTL_VERSION;
+	h.client_name = "libzbus";
+	req.body_case = ZBUSCTL__REQUEST__BODY_HELLO;
+	req.hello = &h;
+	r = request(c, &req, &rep, NULL);
+	if (r < 0)
+		return r;
+	r = rep->body_case == ZBUSCTL__REPLY__BODY_HELLO &&
+			    rep->hello->version == ZB_CTL_VERSION ? 0 : -EPROTO;
+	zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
+			       struct zbus_conn **out)
+{
+	struct zbus_conn *c;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	if (opts && (opts->reserved[0] || opts->reserved[1] ||
+		     opts->reserved[2] || opts->reserved[3] ||
+		     (opts->flags & ~ZBUS_CONN_NO_AUTOSTART) ||
+		     opts->timeout_ms < -1))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms
+						 : DEFAULT_TIMEOUT_MS;
+	r = zb_socket_path(opts ? opts->socket_path : NULL, c->path,
+			   sizeof(c->path));
+	if (r < 0)
+		goto fail;
+	c->sock = connect_to(c->path);
+	if ((c->sock == -ENOENT || c->sock == -ECONNREFUSED) &&
+	    autostart_allowed(opts)) {
+		r = start_broker(c->path, c->timeout_ms < 0 ? DEFAULT_TIMEOUT_MS
+							     : c->timeout_ms);
+		c->sock = r < 0 ? c->sock : connect_to(c->path);
+	}
+	if (c->sock < 0) {
+		r = c->sock;
+		goto fail;
+	}
+	r = hello(c);
+	if (r < 0) {
+		close(c->sock);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	free(c);
+	return r;
+}
+
+ZBUS_EXPORT struct zbus_conn *zbus_conn_free(struct zbus_conn *c)
+{
+	if (c) {
+		close(c->sock);
+		free(c);
+	}
+	return NULL;
+}
+
+ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *c)
+{
+	return c ? c->error : "";
+}
+
+/* A channel reply: attach the fd that came with it. */
+static int attach_reply(Zbusctl__Reply *rep, int fd,
+			struct zbus_channel **out)
+{
+	int r = -EPROTO;
+
+	if (rep->body_case == ZBUSCTL__REPLY__BODY_CHANNEL && fd >= 0)
+		r = zbus_channel_attach_dup(fd, out);
+	if (fd >= 0)
+		close(fd);
+	zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
+				 const struct zbus_channel_params *p,
+				 struct zbus_channel **out)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Create cr = ZBUSCTL__CREATE__INIT;
+	Zbusctl__ChannelParams cp = ZBUSCTL__CHANNEL_PARAMS__INIT;
+	struct zbus_channel_params none = { 0 };
+	Zbusctl__Reply *rep;
+	int r, fd;
+
+	if (!c || !out || !zb_ctl_name_valid(name))
+		return -EINVAL;
+	if (!p)
+		p = &none;
+	for (size_t i = 0; i < 5; i++)
+		if (p->reserved[i])
+			return -EINVAL;
+	if ((p->flags & ~ZBUS_CREATE_OPEN_EXISTING) ||
+	    (p->default_policy != ZBUS_RELIABLE &&
+	     p->default_policy != ZBUS_LOSSY) || (p->mode & ~0777u))
+		return -EINVAL;
+	cp.max_msg_size = p->geometry.max_msg_size;
+	cp.ring_capacity = p->geometry.ring_capacity;
+	cp.arena_bytes = p->geometry.arena_bytes;
+	cp.max_subscribers = p->geometry.max_subscribers;
+	cp.default_policy = p->default_policy;
+	cp.mode = p->mode ? p->mode : 0600;
+	cr.name = (char *)name;
+	cr.params = &cp;
+	cr.open_existing = !!(p->flags & ZBUS_CREATE_OPEN_EXISTING);
+	req.body_case = ZBUSCTL__REQUEST__BODY_CREATE;
+	req.create = &cr;
+	r = request(c, &req, &rep, &fd);
+	return r < 0 ? r : attach_reply(rep, fd, out);
+}
+
+ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *c, const char *name,
+				       uint32_t access,
+				       struct zbus_channel **out)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Open op = ZBUSCTL__OPEN__INIT;
+	Zbusctl__Reply *rep;
+	int r, fd;
+
+	if (!c || !out || !zb_ctl_name_valid(name) || !access ||
+	    (access & ~(ZBUS_ACCESS_PUBLISH | ZBUS_ACCESS_SUBSCRIBE)))
+		return -EINVAL;
+	op.name = (char *)name;
+	op.access = access;
+	req.body_case = ZBUSCTL__REQUEST__BODY_OPEN;
+	req.open = &op;
+	r = request(c, &req, &rep, &fd);
+	return r < 0 ? r : attach_reply(rep, fd, out);
+}
+
+ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *c, const char *name)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Delete del = ZBUSCTL__DELETE__INIT;
+	Zbusctl__Reply *rep;
+	int r;
+
+	if (!c || !zb_ctl_name_valid(name))
+		return -EINVAL;
+	del.name = (char *)name;
+	req.body_case = ZBUSCTL__REQUEST__BODY_DELETE;
+	req.delete_ = &del;
+	r = request(c, &req, &rep, NULL);
+	if (r == 0)
+		zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+static void to_stat(const Zbusctl__ChannelInfo *ci,
+		    struct zbus_channel_stat *st)
+{
+	const Zbusctl__ChannelParams *p = ci->params;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->name, sizeof(st->name), "%s", ci->name ? ci->name : "");
+	if (p) {
+		st->max_msg_size = p->max_msg_size;
+		st->ring_capacity = p->ring_capacity;
+		st->max_subscribers = p->max_subscribers;
+		st->mode = p->mode;
+		st->arena_bytes = p->arena_bytes;
+		st->default_policy = p->default_policy;
+	}
+	st->segment_bytes = ci->segment_bytes;
+	st->published = ci->published;
+	st->owner_uid = ci->owner_uid;
+	st->owner_gid = ci->owner_gid;
+	st->publishers = ci->publishers;
+	st->subscribers = ci->subscribers;
+}
+
+ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,
+			       struct zbus_channel_stat **out)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__List list = ZBUSCTL__LIST__INIT;
+	struct zbus_channel_stat *v;
+	Zbusctl__Reply *rep;
+	size_t n;
+	int r;
+
+	if (!c || !out)
+		return -EINVAL;
+	req.body_case = ZBUSCTL__REQUEST__BODY_LIST;
+	req.list = &list;
+	r = request(c, &req, &rep, NULL);
+	if (r < 0)
+		return r;
+	if (rep->body_case != ZBUSCTL__REPLY__BODY_LIST) {
+		zbusctl__reply__free_unpacked(rep, NULL);
+		return -EPROTO;
+	}
+	n = rep->list->n_channel;
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v) {
+		zbusctl__reply__free_unpacked(rep, NULL);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		to_stat(rep->list->channel[i], &v[i]);
+	zbusctl__reply__free_unpacked(rep, NULL);
+	*out = v;
+	return (int)n;
+}
+
+ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
+			       struct zbus_channel_stat *out)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Stat st = ZBUSCTL__STAT__INIT;
+	Zbusctl__Reply *rep;
+	int r;
+
+	if (!c || !out || !zb_ctl_name_valid(name))
+		return -EINVAL;
+	st.name = (char *)name;
+	req.body_case = ZBUSCTL__REQUEST__BODY_STAT;
+	req.stat = &st;
+	r = request(c, &req, &rep, NULL);
+	if (r < 0)
+		return r;
+	if (rep->body_case != ZBUSCTL__REPLY__BODY_CHANNEL)
+		r = -EPROTO;
+	else
+		to_stat(rep->channel, out);
+	zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}

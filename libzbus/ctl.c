@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.c - control protocol glue: names and packing.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fdpass.h"
+
+int zb_ctl_name_valid(const char *name)
+{
+	size_t n;
+
+	if (!name)
+		return 0;
+	n = strnlen(name, ZB_CTL_NAME_MAX + 1);
+	if (n == 0 || n > ZB_CTL_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] <= ' ' || (unsigned char)name[i] > '~')
+			return 0;
+	return 1;
+}
+
+int zb_ctl_send(int sock, const ProtobufCMessage *msg, int fd)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf;
+	int r;
+
+	if (len > ZB_CTL_MAX_RECORD)
+		return -EMSGSIZE;
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	r = zb_fdpass_send(sock, buf, len, fd);
+	free(buf);
+	return r;
+}

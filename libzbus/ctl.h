@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.h - the control protocol's glue (zbus_ctl.proto via protobuf-c),
+ * shared by the library and the broker.
+ */
+#ifndef ZB_CTL_H
+#define ZB_CTL_H
+
+#include <stddef.h>
+
+#include "zbus_ctl.pb-c.h"
+
+#define ZB_CTL_VERSION 1       /* protocol major spoken by this build */
+#define ZB_CTL_NAME_MAX 255
+
+/* 1 if @name is a valid channel name: 1..255 printable, no spaces. */
+int zb_ctl_name_valid(const char *name);
+
+/*
+ * zb_ctl_send() - pack @msg into one record and send it (with @fd if >= 0).
+ * Return: 0; -EMSGSIZE when it packs larger than a record; as
+ * zb_fdpass_send().
+ */
+int zb_ctl_send(int sock, const ProtobufCMessage *msg, int fd);
+
+#endif /* ZB_CTL_H */
