@@ -101,6 +101,12 @@ case $cmd in
 demo)
 	ensure_deps
 	build build-demo -DCMAKE_BUILD_TYPE=Release -DZBUS_BUILD_TESTS=OFF
+	# The library starts the broker by itself (the embedded default):
+	# point it at the one just built and a socket of the demo's own, and
+	# stop that broker afterwards so the demo leaves nothing running.
+	sock=$PWD/build-demo/run/zbusd.sock
+	export ZBUS_BROKER=$PWD/build-demo/broker/zbusd ZBUS_SOCKET=$sock
+	trap 'pkill -TERM -f "zbusd --socket $sock" 2>/dev/null || true' EXIT
 	./build-demo/clients/zbus-demo "$@"
 	;;
 test)

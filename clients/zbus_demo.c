@@ -5,7 +5,11 @@
  * then a report of what went through and how fast.
  *
  *   zbus-demo [-p PRODUCERS] [-c CONSUMERS] [-n MESSAGES] [-s SIZE]
- *             [--lossy N]
+ *             [--lossy N] [--socket PATH]
+ *
+ * The channel is created through the broker (which the library starts by
+ * itself when none answers); every producer and consumer process connects
+ * on its own and opens the channel by name, as separate programs would.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,7 +37,8 @@ struct demo {
 	int producers, consumers, lossy;
 	uint64_t messages; /* per producer */
 	size_t size;
-	struct zbus_channel *ch;
+	const char *socket;
+	char name[64];      /* the channel, by name */
 	struct report *rep; /* shared: consumers' reports */
 };
 
@@ -73,16 +78,32 @@ static int die(const char *what, int err)
 	return 1;
 }
 
+/* Connect to the broker and open the channel by name, as a peer would. */
+static int open_by_name(const struct demo *d, uint32_t access,
+			struct zbus_channel **ch)
+{
+	struct zbus_conn_opts co = { .socket_path = d->socket };
+	struct zbus_conn *conn;
+	int r = zbus_conn_open(&co, &conn);
+
+	if (r < 0)
+		return die("connect to the broker", r);
+	r = zbus_conn_open_channel(conn, d->name, access, ch);
+	if (r < 0)
+		fprintf(stderr, "zbus-demo: open '%s': %s: %s\n", d->name,
+			zbus_strerror(r), zbus_conn_error(conn));
+	zbus_conn_free(conn); /* the mapping outlives the connection */
+	return r < 0 ? 1 : 0;
+}
+
 static int run_producer(struct demo *d)
 {
 	struct zbus_channel *ch;
 	struct zbus_pub *p;
 	int r;
 
-	/* A real peer maps the channel from its fd. */
-	r = zbus_channel_attach_dup(zbus_channel_fd(d->ch), &ch);
-	if (r < 0)
-		return die("attach", r);
+	if (open_by_name(d, ZBUS_ACCESS_PUBLISH, &ch))
+		return 1;
 	r = zbus_pub_new(ch, NULL, &p);
 	if (r < 0)
 		return die("publisher", r);
@@ -108,11 +129,14 @@ static int run_consumer(struct demo *d, int idx)
 	uint64_t total = d->messages * (uint64_t)d->producers;
 	struct report *rep = &d->rep[idx];
 	struct zbus_sub_stats st;
+	struct zbus_channel *ch;
 	struct zbus_msg m[64];
 	struct zbus_sub *s;
 	int r;
 
-	r = zbus_sub_new(d->ch, &o, &s);
+	if (open_by_name(d, ZBUS_ACCESS_SUBSCRIBE, &ch))
+		return 1;
+	r = zbus_sub_new(ch, &o, &s);
 	if (r < 0)
 		return die("subscribe", r);
 	__atomic_store_n(&rep->ready, 1, __ATOMIC_RELEASE);
@@ -143,6 +167,7 @@ static int run_consumer(struct demo *d, int idx)
 	rep->missed = st.missed;
 	rep->bad = st.bad;
 	zbus_sub_free(s);
+	zbus_channel_free(ch);
 	return 0;
 }
 
@@ -150,18 +175,22 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: zbus-demo [-p PRODUCERS] [-c CONSUMERS] [-n MESSAGES]\n"
-		"                 [-s SIZE] [--lossy N]\n"
+		"                 [-s SIZE] [--lossy N] [--socket PATH]\n"
 		"  -p  producer processes (default 2)\n"
 		"  -c  consumer processes (default 3)\n"
 		"  -n  messages per producer (default 1000000)\n"
 		"  -s  payload bytes (default 256, at least 12)\n"
-		"  --lossy N  the first N consumers are lossy (default 0)\n");
+		"  --lossy N  the first N consumers are lossy (default 0)\n"
+		"  --socket PATH  the broker's socket (default: $ZBUS_SOCKET,\n"
+		"             $XDG_RUNTIME_DIR/zbus/zbusd.sock, /run/zbus/zbusd.sock;\n"
+		"             a broker is started there if none answers)\n");
 }
 
 static int parse(int argc, char **argv, struct demo *d)
 {
 	static const struct option opts[] = {
 		{ "lossy", required_argument, NULL, 'l' },
+		{ "socket", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -176,6 +205,7 @@ static int parse(int argc, char **argv, struct demo *d)
 		case 'n': d->messages = strtoull(optarg, NULL, 10); break;
 		case 's': d->size = strtoull(optarg, NULL, 10); break;
 		case 'l': d->lossy = atoi(optarg); break;
+		case 'S': d->socket = optarg; break;
 		default: usage(); return -1;
 		}
 	}
@@ -191,33 +221,49 @@ static int parse(int argc, char **argv, struct demo *d)
 
 int main(int argc, char **argv)
 {
-	struct zbus_channel_opts o = { .ring_capacity = 4096 };
+	struct zbus_channel_params cp = { .geometry.ring_capacity = 4096,
+					  .mode = 0600 };
+	struct zbus_conn_opts co = { 0 };
 	pid_t pids[2 * MAX_PROCS];
 	struct zbus_channel_info info;
 	uint64_t start, end = 0, total;
+	struct zbus_channel *ch;
+	struct zbus_conn *conn;
 	struct demo d;
 	int n = 0, failed = 0, r;
 
 	if (parse(argc, argv, &d) < 0)
 		return 2;
-	o.max_msg_size = (uint32_t)d.size;
-	o.arena_bytes = d.size * 64 > (8u << 20) ? d.size * 64 : (8u << 20);
-	r = zbus_channel_create("demo", &o, &d.ch);
+	snprintf(d.name, sizeof(d.name), "demo-%d", (int)getpid());
+	cp.geometry.max_msg_size = (uint32_t)d.size;
+	cp.geometry.arena_bytes = d.size * 64 > (8u << 20) ? d.size * 64
+							   : (8u << 20);
+	co.socket_path = d.socket;
+	r = zbus_conn_open(&co, &conn);
 	if (r < 0)
-		return die("create channel", r);
-	zbus_channel_info(d.ch, &info);
+		return die("connect to the broker (or start one)", r);
+	r = zbus_conn_create(conn, d.name, &cp, &ch);
+	if (r < 0) {
+		fprintf(stderr, "zbus-demo: create '%s': %s: %s\n", d.name,
+			zbus_strerror(r), zbus_conn_error(conn));
+		return 1;
+	}
+	zbus_channel_info(ch, &info);
+	zbus_channel_free(ch); /* the broker keeps it; peers open it */
 	d.rep = mmap(NULL, sizeof(*d.rep) * MAX_PROCS, PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (d.rep == MAP_FAILED)
 		return die("mmap", -errno);
 	memset(d.rep, 0, sizeof(*d.rep) * MAX_PROCS);
 
-	printf("channel: %u descriptors, %lu KiB arena, max message %u B "
-	       "(layout v%u.%u, one sealed memfd)\n",
+	printf("channel '%s' created through the broker: %u descriptors, "
+	       "%lu KiB arena, max message %u B (layout v%u.%u, one sealed "
+	       "memfd)\n", d.name,
 	       info.ring_capacity, (unsigned long)(info.arena_bytes >> 10),
 	       info.max_msg_size, info.version_major, info.version_minor);
 	printf("running %d producer(s) x %lu messages of %zu B -> %d "
-	       "consumer(s) (%d lossy), each in its own process\n",
+	       "consumer(s) (%d lossy), each its own process opening the "
+	       "channel by name\n",
 	       d.producers, (unsigned long)d.messages, d.size, d.consumers,
 	       d.lossy);
 	fflush(stdout);
@@ -277,6 +323,7 @@ int main(int argc, char **argv)
 	printf("wall time %.3f s for %.1f MB delivered in total\n",
 	       (end - start) / 1e9,
 	       (double)total * d.size * d.consumers / 1e6);
-	zbus_channel_free(d.ch);
+	zbus_conn_delete(conn, d.name);
+	zbus_conn_free(conn);
 	return failed;
 }
