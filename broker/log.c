@@ -10,12 +10,16 @@
 #include <time.h>
 #include <unistd.h>
 
+int zbd_log_quiet;
+
 void zbd_log(const char *fmt, ...)
 {
 	struct timeval tv;
 	struct tm tm;
 	va_list ap;
 
+	if (zbd_log_quiet)
+		return;
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	fprintf(stderr, "zbusd[%d] %02d:%02d:%02d.%03ld ", (int)getpid(),

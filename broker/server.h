@@ -12,9 +12,6 @@
 /* Limits that keep one user from exhausting the broker for others. */
 #define ZBD_MAX_PEERS 1024
 #define ZBD_MAX_PEERS_PER_UID 256
-#define ZBD_MAX_CHANNELS 4096
-#define ZBD_MAX_CHANNELS_PER_UID 256
-#define ZBD_MAX_BYTES_PER_UID (8ull << 30) /* segment bytes owned */
 #define ZBD_MAX_REQUESTS_PER_TURN 16       /* fairness between peers */
 
 struct zbd_peer;

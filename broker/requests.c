@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * requests.c - the broker's answers: one request record in, one reply
+ * record (and maybe a memfd) out, for a client whose identity the kernel
+ * gave us. No sockets here: the event loop moves the bytes, the fuzzer
+ * calls this directly.
+ */
+#include "requests.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "fdpass.h"
+#include "live.h"
+#include "log.h"
+#include "segment.h"
+
+#define ZBD_STR_(x) #x
+#define ZBD_STR(x) ZBD_STR_(x)
+#define ZBD_VERSION ZBD_STR(ZBUS_VERSION_MAJOR) "." ZBD_STR(ZBUS_VERSION_MINOR)
+
+/* --- replies ------------------------------------------------------------ */
+
+struct reply {
+	Zbusctl__Reply r;
+	char msg[320];
+	int fd; /* sent with the reply, not owned */
+	Zbusctl__HelloReply hello;
+	Zbusctl__ChannelInfo info;
+	Zbusctl__ChannelParams params;
+	Zbusctl__ListReply list;
+};
+
+__attribute__((format(printf, 3, 4)))
+static void fail(struct reply *rp, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(rp->msg, sizeof(rp->msg), fmt, ap);
+	va_end(ap);
+	rp->r.status = status;
+	rp->r.message = rp->msg;
+}
+
+static void fill_info(const struct zbd_channel *c, struct reply *rp)
+{
+	Zbusctl__ChannelInfo *ci = &rp->info;
+	Zbusctl__ChannelParams *cp = &rp->params;
+	struct zb_live live;
+
+	zb_live_read(c->ch, &live);
+	zbusctl__channel_info__init(ci);
+	zbusctl__channel_params__init(cp);
+	cp->max_msg_size = c->info.max_msg_size;
+	cp->ring_capacity = c->info.ring_capacity;
+	cp->arena_bytes = c->info.arena_bytes;
+	cp->max_subscribers = c->info.max_subscribers;
+	cp->default_policy = c->default_policy;
+	cp->mode = c->mode;
+	ci->name = (char *)c->name;
+	ci->params = cp;
+	ci->owner_uid = c->owner_uid;
+	ci->owner_gid = c->owner_gid;
+	ci->segment_bytes = c->info.segment_bytes;
+	ci->publishers = live.publishers;
+	ci->subscribers = live.subscribers;
+	ci->published = live.published;
+	rp->r.body_case = ZBUSCTL__REPLY__BODY_CHANNEL;
+	rp->r.channel = ci;
+}
+
+/* --- requests ----------------------------------------------------------- */
+
+static void do_hello(struct zbd_client *p, const Zbusctl__Hello *h,
+		     struct reply *rp)
+{
+	if (h->version != ZB_CTL_VERSION) {
+		fail(rp, -EPROTO, "protocol version %u is not spoken here "
+		     "(zbusd speaks %u)", h->version, ZB_CTL_VERSION);
+		return;
+	}
+	p->said_hello = 1;
+	zbusctl__hello_reply__init(&rp->hello);
+	rp->hello.version = ZB_CTL_VERSION;
+	rp->hello.uid = p->who.uid;
+	rp->hello.gid = p->who.gid;
+	rp->hello.pid = (uint32_t)p->pid;
+	rp->hello.broker = "zbusd " ZBD_VERSION;
+	rp->r.body_case = ZBUSCTL__REPLY__BODY_HELLO;
+	rp->r.hello = &rp->hello;
+}
+
+static void do_open_existing(struct zbd_client *p, struct zbd_channel *c,
+			     uint32_t access, struct reply *rp)
+{
+	if (!zbd_may(c, &p->who, access)) {
+		fail(rp, -EACCES, "uid %u may not %s channel '%s' (owner "
+		     "%u:%u, mode %03o)", (unsigned)p->who.uid,
+		     access == ZBUS_ACCESS_SUBSCRIBE ? "subscribe to" :
+		     access == ZBUS_ACCESS_PUBLISH ? "publish to" :
+						     "publish and subscribe to",
+		     c->name, (unsigned)c->owner_uid, (unsigned)c->owner_gid,
+		     c->mode);
+		return;
+	}
+	fill_info(c, rp);
+	rp->fd = zbus_channel_fd(c->ch);
+}
+
+static void do_create(struct zbd_registry *reg, struct zbd_client *p,
+		      const Zbusctl__Create *cr, struct reply *rp)
+{
+	const Zbusctl__ChannelParams *cp = cr->params;
+	struct zbus_channel_opts o = { 0 };
+	uint32_t mode = 0600, policy = ZBUS_RELIABLE;
+	uint64_t owned_bytes = 0;
+	struct zbd_channel *c;
+	struct zb_geometry g;
+	int r;
+
+	if (!zb_ctl_name_valid(cr->name)) {
+		fail(rp, -EINVAL, "invalid channel name (1..255 printable "
+		     "characters, no spaces)");
+		return;
+	}
+	c = zbd_registry_find(reg, cr->name);
+	if (c) {
+		if (!cr->open_existing)
+			fail(rp, -EEXIST, "channel '%s' exists", c->name);
+		else
+			do_open_existing(p, c, ZBUS_ACCESS_PUBLISH |
+					       ZBUS_ACCESS_SUBSCRIBE, rp);
+		return;
+	}
+	if (cp) {
+		o.max_msg_size = cp->max_msg_size;
+		o.ring_capacity = cp->ring_capacity;
+		o.arena_bytes = cp->arena_bytes;
+		o.max_subscribers = cp->max_subscribers;
+		mode = cp->mode ? cp->mode : 0600;
+		policy = cp->default_policy;
+	}
+	if ((mode & ~0777u) ||
+	    (policy != ZBUS_RELIABLE && policy != ZBUS_LOSSY) ||
+	    zb_geometry_from_opts(&o, &g) < 0) {
+		fail(rp, -EINVAL, "invalid channel parameters");
+		return;
+	}
+	for (struct zbd_channel *x = reg->head; x; x = x->next)
+		if (x->owner_uid == p->who.uid)
+			owned_bytes += x->info.segment_bytes;
+	if (reg->count >= ZBD_MAX_CHANNELS ||
+	    zbd_registry_count_owned(reg, p->who.uid) >=
+		    ZBD_MAX_CHANNELS_PER_UID ||
+	    owned_bytes + g.segment_size > ZBD_MAX_BYTES_PER_UID) {
+		fail(rp, -EDQUOT, "quota exhausted for uid %u: at most %u "
+		     "channels and %llu GiB of segments per user, %u channels "
+		     "in all", (unsigned)p->who.uid, ZBD_MAX_CHANNELS_PER_UID,
+		     ZBD_MAX_BYTES_PER_UID >> 30, ZBD_MAX_CHANNELS);
+		return;
+	}
+	r = zbd_registry_create(reg, cr->name, &o, mode, policy, &p->who,
+				&c);
+	if (r < 0) {
+		fail(rp, r, "cannot create channel '%s': %s", cr->name,
+		     zbus_strerror(r));
+		return;
+	}
+	zbd_log("client %llu (uid %u) created channel '%s' (%llu bytes, mode "
+		"%03o)", p->id, (unsigned)p->who.uid, c->name,
+		(unsigned long long)c->info.segment_bytes, c->mode);
+	fill_info(c, rp);
+	rp->fd = zbus_channel_fd(c->ch);
+}
+
+static void do_open(struct zbd_registry *reg, struct zbd_client *p,
+		    const Zbusctl__Open *op, struct reply *rp)
+{
+	struct zbd_channel *c;
+
+	if (!zb_ctl_name_valid(op->name) || !op->access ||
+	    (op->access & ~(ZBUS_ACCESS_PUBLISH | ZBUS_ACCESS_SUBSCRIBE))) {
+		fail(rp, -EINVAL, "invalid channel name or access");
+		return;
+	}
+	c = zbd_registry_find(reg, op->name);
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", op->name);
+		return;
+	}
+	do_open_existing(p, c, op->access, rp);
+}
+
+static void do_delete(struct zbd_registry *reg, struct zbd_client *p,
+		      const Zbusctl__Delete *del, struct reply *rp)
+{
+	struct zbd_channel *c = zb_ctl_name_valid(del->name) ?
+		zbd_registry_find(reg, del->name) : NULL;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'",
+		     del->name ? del->name : "");
+		return;
+	}
+	if (!zbd_owns(c, &p->who)) {
+		fail(rp, -EPERM, "only its owner (uid %u) or root may delete "
+		     "channel '%s'", (unsigned)c->owner_uid, c->name);
+		return;
+	}
+	zbd_log("client %llu (uid %u) deleted channel '%s'", p->id,
+		(unsigned)p->who.uid, c->name);
+	zbd_registry_remove(reg, c);
+}
+
+/* A list reply owns an array of infos: built here, freed by the caller. */
+static int do_list(struct zbd_registry *reg, struct reply *rp,
+		   Zbusctl__ChannelInfo ***infos, struct reply **storage)
+{
+	size_t n = 0, i = 0;
+	Zbusctl__ChannelInfo **v;
+	struct reply *each;
+
+	for (struct zbd_channel *c = reg->head; c; c = c->next)
+		n++;
+	v = calloc(n ? n : 1, sizeof(*v));
+	each = calloc(n ? n : 1, sizeof(*each));
+	if (!v || !each) {
+		free(v);
+		free(each);
+		fail(rp, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	for (struct zbd_channel *c = reg->head; c; c = c->next, i++) {
+		fill_info(c, &each[i]);
+		v[i] = &each[i].info;
+	}
+	zbusctl__list_reply__init(&rp->list);
+	rp->list.n_channel = n;
+	rp->list.channel = v;
+	rp->r.body_case = ZBUSCTL__REPLY__BODY_LIST;
+	rp->r.list = &rp->list;
+	*infos = v;
+	*storage = each;
+	return 0;
+}
+
+static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
+		    struct reply *rp)
+{
+	struct zbd_channel *c = zb_ctl_name_valid(st->name) ?
+		zbd_registry_find(reg, st->name) : NULL;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", st->name ? st->name : "");
+		return;
+	}
+	fill_info(c, rp);
+}
+
+int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
+	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
+	       int *out_fd)
+{
+	Zbusctl__ChannelInfo **infos = NULL;
+	struct reply *storage = NULL;
+	Zbusctl__Request *req;
+	struct reply rp;
+	size_t n;
+
+	memset(&rp, 0, sizeof(rp));
+	zbusctl__reply__init(&rp.r);
+	rp.fd = -1;
+	req = zbusctl__request__unpack(NULL, len, rec);
+	if (!req) {
+		fail(&rp, -EBADMSG, "malformed request (%zu bytes)", len);
+	} else {
+		rp.r.id = req->id;
+		if (!p->said_hello &&
+		    req->body_case != ZBUSCTL__REQUEST__BODY_HELLO) {
+			fail(&rp, -EPROTO, "say hello first");
+		} else {
+			switch (req->body_case) {
+			case ZBUSCTL__REQUEST__BODY_HELLO:
+				do_hello(p, req->hello, &rp);
+				break;
+			case ZBUSCTL__REQUEST__BODY_CREATE:
+				do_create(reg, p, req->create, &rp);
+				break;
+			case ZBUSCTL__REQUEST__BODY_OPEN:
+				do_open(reg, p, req->open, &rp);
+				break;
+			case ZBUSCTL__REQUEST__BODY_DELETE:
+				do_delete(reg, p, req->delete_, &rp);
+				break;
+			case ZBUSCTL__REQUEST__BODY_LIST:
+				do_list(reg, &rp, &infos, &storage);
+				break;
+			case ZBUSCTL__REQUEST__BODY_STAT:
+				do_stat(reg, req->stat, &rp);
+				break;
+			default:
+				fail(&rp, -EOPNOTSUPP, "unknown request");
+				break;
+			}
+		}
+	}
+	n = protobuf_c_message_get_packed_size(&rp.r.base);
+	*out = n <= ZB_CTL_MAX_RECORD ? malloc(n ? n : 1) : NULL;
+	if (*out) {
+		protobuf_c_message_pack(&rp.r.base, *out);
+		*out_len = n;
+		*out_fd = rp.fd;
+	}
+	free(infos);
+	free(storage);
+	if (req)
+		zbusctl__request__free_unpacked(req, NULL);
+	return *out ? 0 : -ENOMEM;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * requests.h - the broker's answer to one control request.
+ */
+#ifndef ZBD_REQUESTS_H
+#define ZBD_REQUESTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+
+/* Quotas that keep one user from exhausting the broker for others. */
+#define ZBD_MAX_CHANNELS 4096
+#define ZBD_MAX_CHANNELS_PER_UID 256
+#define ZBD_MAX_BYTES_PER_UID (8ull << 30) /* segment bytes owned */
+
+/* A client as the broker knows it: identity from the kernel only. */
+struct zbd_client {
+	unsigned long long id;
+	pid_t pid;
+	struct zbd_identity who;
+	int said_hello;
+};
+
+/*
+ * zbd_answer() - answer one request record from @c.
+ * @out: a malloc()ed reply record (always set on success: malformed or
+ *       refused requests get a reply with a status and a sentence)
+ * @out_fd: a channel memfd to send with the reply (borrowed), or -1
+ * Return: 0; -ENOMEM.
+ */
+int zbd_answer(struct zbd_registry *reg, struct zbd_client *c,
+	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
+	       int *out_fd);
+
+#endif /* ZBD_REQUESTS_H */
