@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -152,6 +153,12 @@ int main(int argc, char **argv)
 	struct zbd_server s;
 	int bg = 0, c, fd, lock_fd = -1, r;
 
+	/*
+	 * A broker started by a library inherits whatever its client had
+	 * open without CLOEXEC (pipes, sockets); holding them for the
+	 * broker's life would keep the client's peers from seeing EOF.
+	 */
+	syscall(SYS_close_range, 3, ~0U, 0);
 	while ((c = getopt_long(argc, argv, "s:bh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': want = optarg; break;

@@ -15,7 +15,7 @@
 struct zbd_identity {
 	uid_t uid;
 	gid_t gid;
-	gid_t groups[64]; /* supplementary groups (SO_PEERGROUPS) */
+	gid_t *groups; /* supplementary groups (SO_PEERGROUPS), malloc()ed */
 	int ngroups;
 };
 

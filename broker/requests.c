@@ -218,11 +218,17 @@ static void do_delete(struct zbd_registry *reg, struct zbd_client *p,
 	zbd_registry_remove(reg, c);
 }
 
-/* A list reply owns an array of infos: built here, freed by the caller. */
-static int do_list(struct zbd_registry *reg, struct reply *rp,
-		   Zbusctl__ChannelInfo ***infos, struct reply **storage)
+/*
+ * A page of the list, from @offset, as many channels as fit one record
+ * with room to spare. The reply owns an array of infos built here and
+ * freed by the caller.
+ */
+static int do_list(struct zbd_registry *reg, const Zbusctl__List *ls,
+		   struct reply *rp, Zbusctl__ChannelInfo ***infos,
+		   struct reply **storage)
 {
-	size_t n = 0, i = 0;
+	const size_t budget = ZB_CTL_MAX_RECORD - 1024;
+	size_t n = 0, i = 0, used = 0, skip = ls->offset;
 	Zbusctl__ChannelInfo **v;
 	struct reply *each;
 
@@ -236,13 +242,27 @@ static int do_list(struct zbd_registry *reg, struct reply *rp,
 		fail(rp, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
-	for (struct zbd_channel *c = reg->head; c; c = c->next, i++) {
+	for (struct zbd_channel *c = reg->head; c; c = c->next) {
+		size_t sz;
+
+		if (skip) {
+			skip--;
+			continue;
+		}
 		fill_info(c, &each[i]);
+		/* An entry costs its packed size plus a tag and length. */
+		sz = protobuf_c_message_get_packed_size(&each[i].info.base) +
+		     8;
+		if (used + sz > budget)
+			break;
+		used += sz;
 		v[i] = &each[i].info;
+		i++;
 	}
 	zbusctl__list_reply__init(&rp->list);
-	rp->list.n_channel = n;
+	rp->list.n_channel = i;
 	rp->list.channel = v;
+	rp->list.total = (uint32_t)n;
 	rp->r.body_case = ZBUSCTL__REPLY__BODY_LIST;
 	rp->r.list = &rp->list;
 	*infos = v;
@@ -299,7 +319,7 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				do_delete(reg, p, req->delete_, &rp);
 				break;
 			case ZBUSCTL__REQUEST__BODY_LIST:
-				do_list(reg, &rp, &infos, &storage);
+				do_list(reg, req->list, &rp, &infos, &storage);
 				break;
 			case ZBUSCTL__REQUEST__BODY_STAT:
 				do_stat(reg, req->stat, &rp);
@@ -322,4 +342,27 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	if (req)
 		zbusctl__request__free_unpacked(req, NULL);
 	return *out ? 0 : -ENOMEM;
+}
+
+int zbd_refusal(const struct zbd_client *c, const uint8_t *rec, size_t len,
+		int status, const char *message, uint8_t **out,
+		size_t *out_len, int *out_fd)
+{
+	Zbusctl__Request *req = zbusctl__request__unpack(NULL, len, rec);
+	Zbusctl__Reply r = ZBUSCTL__REPLY__INIT;
+
+	(void)c;
+	if (req) {
+		r.id = req->id;
+		zbusctl__request__free_unpacked(req, NULL);
+	}
+	r.status = status;
+	r.message = (char *)message;
+	*out_len = protobuf_c_message_get_packed_size(&r.base);
+	*out = malloc(*out_len ? *out_len : 1);
+	if (!*out)
+		return -ENOMEM;
+	protobuf_c_message_pack(&r.base, *out);
+	*out_fd = -1;
+	return 0;
 }

@@ -35,4 +35,13 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *c,
 	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
 	       int *out_fd);
 
+/*
+ * zbd_refusal() - a reply to the request in @rec (its id echoed) that
+ * refuses it with @status and @message, for when the answer zbd_answer()
+ * built cannot be delivered. Return: 0; -ENOMEM.
+ */
+int zbd_refusal(const struct zbd_client *c, const uint8_t *rec, size_t len,
+		int status, const char *message, uint8_t **out,
+		size_t *out_len, int *out_fd);
+
 #endif /* ZBD_REQUESTS_H */

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -54,6 +56,7 @@ struct zbd_peer {
 	struct zbd_client c;
 	int fd;
 	int pidfd;
+	int dead; /* dropped during this batch; freed after it */
 	struct watch sock_watch, pid_watch;
 	struct zbd_peer *next;
 };
@@ -97,26 +100,69 @@ static size_t peers_of_uid(const struct zbd_server *s, uid_t uid)
 	size_t n = 0;
 
 	for (const struct zbd_peer *p = s->peers; p; p = p->next)
-		n += p->c.who.uid == uid;
+		n += !p->dead && p->c.who.uid == uid;
 	return n;
 }
 
+/*
+ * Drop @p: close its socket and pidfd at once (which takes them out of the
+ * epoll set) but free it only after the current batch of events, in which
+ * its other watch may still appear.
+ */
 static void drop_peer(struct zbd_server *s, struct zbd_peer *p,
 		      const char *why)
 {
+	if (p->dead)
+		return;
 	zbd_log("client %llu (pid %d uid %u) %s", p->c.id, (int)p->c.pid,
 		(unsigned)p->c.who.uid, why);
-	for (struct zbd_peer **pp = &s->peers; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	}
-	s->npeers--;
-	close(p->fd); /* also leaves the epoll set */
+	p->dead = 1;
+	close(p->fd);
+	p->fd = -1;
 	if (p->pidfd >= 0)
 		close(p->pidfd);
-	free(p);
+	p->pidfd = -1;
+	s->npeers--;
+}
+
+static void reap_dead(struct zbd_server *s)
+{
+	for (struct zbd_peer **pp = &s->peers; *pp;) {
+		struct zbd_peer *p = *pp;
+
+		if (!p->dead) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		free(p->c.who.groups);
+		free(p);
+	}
+}
+
+/* Supplementary groups of the peer, however many (SO_PEERGROUPS says how
+ * much room it needs when the first guess is short). */
+static int peer_groups(struct zbd_peer *p)
+{
+	socklen_t len = 64 * sizeof(gid_t);
+
+	for (int tries = 0; tries < 4; tries++) {
+		gid_t *g = malloc(len ? len : sizeof(gid_t));
+		socklen_t got = len;
+
+		if (!g)
+			return -ENOMEM;
+		if (getsockopt(p->fd, SOL_SOCKET, SO_PEERGROUPS, g, &got) == 0) {
+			p->c.who.groups = g;
+			p->c.who.ngroups = (int)(got / sizeof(gid_t));
+			return 0;
+		}
+		free(g);
+		if (errno != ERANGE)
+			return -errno;
+		len = got; /* the size the kernel needs */
+	}
+	return -ERANGE;
 }
 
 /* The identity of a new connection, from the kernel only. */
@@ -124,23 +170,29 @@ static int identify(struct zbd_peer *p)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	gid_t groups[64];
-	socklen_t glen = sizeof(groups);
+	int r;
 
 	if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return -errno;
 	p->c.pid = cred.pid;
 	p->c.who.uid = cred.uid;
 	p->c.who.gid = cred.gid;
-	if (getsockopt(p->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
-		p->c.who.ngroups = (int)(glen / sizeof(gid_t));
-		memcpy(p->c.who.groups, groups, glen);
-	}
+	r = peer_groups(p);
+	if (r < 0)
+		return r; /* a partial identity could deny or grant wrongly */
 	/* The pidfd pins the process that connected: never a bare pid. */
 	len = sizeof(p->pidfd);
 	if (getsockopt(p->fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) < 0)
 		p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
 	return 0;
+}
+
+/* Bytes sent to @fd that its reader has not taken yet. */
+static int unread_bytes(int fd)
+{
+	int n = 0;
+
+	return ioctl(fd, SIOCOUTQ, &n) < 0 ? 0 : n;
 }
 
 static void accept_peers(struct zbd_server *s)
@@ -169,6 +221,7 @@ static void accept_peers(struct zbd_server *s)
 			close(fd);
 			if (p->pidfd >= 0)
 				close(p->pidfd);
+			free(p->c.who.groups);
 			free(p);
 			continue;
 		}
@@ -179,6 +232,7 @@ static void accept_peers(struct zbd_server *s)
 			close(fd);
 			if (p->pidfd >= 0)
 				close(p->pidfd);
+			free(p->c.who.groups);
 			free(p);
 			continue;
 		}
@@ -217,7 +271,36 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
 	}
+	/*
+	 * Every fd in an unread reply is charged to the broker's user until
+	 * the client reads it, and past RLIMIT_NOFILE the kernel refuses to
+	 * pass more (ETOOMANYREFS) to anyone. A client that asks for memfds
+	 * without reading its replies is cut off before it can spend that
+	 * budget; a legitimate one has at most a few replies in flight.
+	 */
+	if (fd >= 0 && unread_bytes(p->fd) > ZBD_MAX_UNREAD_BYTES) {
+		free(reply);
+		drop_peer(s, p, "asks for channels without reading its "
+				"replies: disconnected");
+		return -1;
+	}
 	r = zb_fdpass_send(p->fd, reply, len, fd);
+	if (r == -ETOOMANYREFS) {
+		/* Not this client's fault: answer without the fd. */
+		uint8_t *err;
+		size_t elen;
+		int efd;
+
+		zbd_log("cannot pass an fd to client %llu (fd budget "
+			"exhausted): answering with an error", p->c.id);
+		r = zbd_refusal(&p->c, buf, (size_t)n, -EAGAIN,
+				"the broker cannot pass more file descriptors "
+				"right now: try again", &err, &elen, &efd);
+		if (!r) {
+			r = zb_fdpass_send(p->fd, err, elen, -1);
+			free(err);
+		}
+	}
 	free(reply);
 	if (r < 0) {
 		drop_peer(s, p, r == -EAGAIN ? "does not read its replies: "
@@ -269,16 +352,15 @@ int zbd_server_run(struct zbd_server *s)
 				read_signals(s);
 				break;
 			case W_PEER:
-				serve_peer(s, w->peer, buf);
-				/* The peer may be freed: its other watch
-				 * may still be in this batch. */
-				goto next_turn;
+				if (!w->peer->dead)
+					serve_peer(s, w->peer, buf);
+				break;
 			case W_PIDFD:
 				drop_peer(s, w->peer, "exited");
-				goto next_turn;
+				break;
 			}
 		}
-next_turn:;
+		reap_dead(s);
 	}
 	free(buf);
 	return 0;
@@ -286,8 +368,9 @@ next_turn:;
 
 void zbd_server_fini(struct zbd_server *s)
 {
-	while (s->peers)
-		drop_peer(s, s->peers, "closed at shutdown");
+	for (struct zbd_peer *p = s->peers; p; p = p->next)
+		drop_peer(s, p, "closed at shutdown");
+	reap_dead(s);
 	zbd_registry_clear(&s->reg);
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);

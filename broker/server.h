@@ -11,7 +11,11 @@
 
 /* Limits that keep one user from exhausting the broker for others. */
 #define ZBD_MAX_PEERS 1024
-#define ZBD_MAX_PEERS_PER_UID 256
+#define ZBD_MAX_PEERS_PER_UID 64
+/* Unread reply bytes past which a client asking for an fd is cut off:
+ * a few replies (a reply is a few hundred bytes). With the per-user
+ * connection limit this bounds the fds in flight per user (~64 x 8). */
+#define ZBD_MAX_UNREAD_BYTES 4096
 #define ZBD_MAX_REQUESTS_PER_TURN 16       /* fairness between peers */
 
 struct zbd_peer;

@@ -395,33 +395,60 @@ static void to_stat(const Zbusctl__ChannelInfo *ci,
 ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,
 			       struct zbus_channel_stat **out)
 {
-	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
-	Zbusctl__List list = ZBUSCTL__LIST__INIT;
-	struct zbus_channel_stat *v;
-	Zbusctl__Reply *rep;
-	size_t n;
-	int r;
+	struct zbus_channel_stat *v = NULL;
+	size_t n = 0, cap = 0;
 
 	if (!c || !out)
 		return -EINVAL;
-	req.body_case = ZBUSCTL__REQUEST__BODY_LIST;
-	req.list = &list;
-	r = request(c, &req, &rep, NULL);
-	if (r < 0)
-		return r;
-	if (rep->body_case != ZBUSCTL__REPLY__BODY_LIST) {
+	/* The broker pages the list: ask from where the last page ended
+	 * until we have as many as it says it holds (bounded: a page that
+	 * brings nothing new ends it). */
+	for (;;) {
+		Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+		Zbusctl__List list = ZBUSCTL__LIST__INIT;
+		Zbusctl__Reply *rep;
+		size_t got, total;
+		int r;
+
+		list.offset = (uint32_t)n;
+		req.body_case = ZBUSCTL__REQUEST__BODY_LIST;
+		req.list = &list;
+		r = request(c, &req, &rep, NULL);
+		if (r < 0) {
+			free(v);
+			return r;
+		}
+		if (rep->body_case != ZBUSCTL__REPLY__BODY_LIST) {
+			zbusctl__reply__free_unpacked(rep, NULL);
+			free(v);
+			return -EPROTO;
+		}
+		got = rep->list->n_channel;
+		total = rep->list->total;
+		if (n + got > cap) {
+			size_t ncap = n + got > 2 * cap ? n + got : 2 * cap;
+			struct zbus_channel_stat *nv =
+				realloc(v, (ncap ? ncap : 1) * sizeof(*nv));
+
+			if (!nv) {
+				zbusctl__reply__free_unpacked(rep, NULL);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		for (size_t i = 0; i < got; i++)
+			to_stat(rep->list->channel[i], &v[n + i]);
 		zbusctl__reply__free_unpacked(rep, NULL);
-		return -EPROTO;
+		n += got;
+		if (!got || n >= total || n > INT32_MAX)
+			break;
 	}
-	n = rep->list->n_channel;
-	v = calloc(n ? n : 1, sizeof(*v));
-	if (!v) {
-		zbusctl__reply__free_unpacked(rep, NULL);
+	if (!v)
+		v = calloc(1, sizeof(*v));
+	if (!v)
 		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		to_stat(rep->list->channel[i], &v[i]);
-	zbusctl__reply__free_unpacked(rep, NULL);
 	*out = v;
 	return (int)n;
 }
