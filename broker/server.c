@@ -187,6 +187,16 @@ static int identify(struct zbd_peer *p)
 	return 0;
 }
 
+/* A connection we did not take on: nothing of it is watched yet. */
+static void discard(struct zbd_peer *p)
+{
+	close(p->fd);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	free(p->c.who.groups);
+	free(p);
+}
+
 /* Bytes sent to @fd that its reader has not taken yet. */
 static int unread_bytes(int fd)
 {
@@ -218,22 +228,14 @@ static void accept_peers(struct zbd_server *s)
 				(int)p->c.pid, (unsigned)p->c.who.uid,
 				s->npeers >= ZBD_MAX_PEERS ? "too many clients"
 				: "identity or per-user connection quota");
-			close(fd);
-			if (p->pidfd >= 0)
-				close(p->pidfd);
-			free(p->c.who.groups);
-			free(p);
+			discard(p);
 			continue;
 		}
 		p->sock_watch = (struct watch){ W_PEER, p };
 		p->pid_watch = (struct watch){ W_PIDFD, p };
 		if (watch_add(s, fd, &p->sock_watch) < 0 ||
 		    (p->pidfd >= 0 && watch_add(s, p->pidfd, &p->pid_watch) < 0)) {
-			close(fd);
-			if (p->pidfd >= 0)
-				close(p->pidfd);
-			free(p->c.who.groups);
-			free(p);
+			discard(p);
 			continue;
 		}
 		p->next = s->peers;

@@ -319,19 +319,6 @@ Test(inject, attach_works_once_the_failure_is_gone)
 
 /* --- The pollable fd of a subscription ----------------------------------- */
 
-static int count_threads(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	int n = -1;
-
-	cr_assert_not_null(f);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Threads: %d", &n) == 1)
-			break;
-	fclose(f);
-	return n;
-}
 
 /* Make zbus_sub_fd() fail once through @fn, then check the subscription
  * still receives and a second zbus_sub_fd() succeeds. */
@@ -348,11 +335,11 @@ static void sub_fd_fails(enum fn fn, int err, int want)
 	cr_assert_eq(zbus_pub_new(ch, &po, &p), 0);
 	fds = tu_count_fds();
 	maps = tu_count_zbus_maps();
-	threads = count_threads();
+	threads = tu_count_threads();
 	arm(fn, err);
 	r = zbus_sub_fd(s);
 	expect_failure(r, want, fds, maps);
-	cr_assert_eq(count_threads(), threads, "thread left behind");
+	cr_assert_eq(tu_count_threads(), threads, "thread left behind");
 
 	cr_assert_eq(zbus_pub_send(p, "hello", 5), 0);
 	cr_assert_eq(zbus_sub_recv(s, buf, sizeof(buf), NULL, 0), 5,

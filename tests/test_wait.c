@@ -530,39 +530,26 @@ Test(wait, sub_fd_works_with_epoll)
 	zbus_sub_free(s);
 }
 
-static int count_threads(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	int n = -1;
-
-	cr_assert_not_null(f);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Threads: %d", &n) == 1)
-			break;
-	fclose(f);
-	return n;
-}
 
 Test(wait, freeing_the_subscription_stops_the_notifier_and_closes_the_fd)
 {
 	struct zbus_sub *s;
-	int fd, threads = count_threads(), n = 0;
+	int fd, threads = tu_count_threads(), n = 0;
 
 	make(256, 16);
 	s = sub_of(ZBUS_RELIABLE, 0);
 	fd = zbus_sub_fd(s);
 	cr_assert_geq(fd, 0, "sub_fd: %s", zbus_strerror(fd));
-	cr_assert_eq(count_threads(), threads + 1, "no notifier thread");
+	cr_assert_eq(tu_count_threads(), threads + 1, "no notifier thread");
 	zbus_sub_free(s);
 	errno = 0;
 	cr_assert_eq(fcntl(fd, F_GETFD), -1, "fd %d still open", fd);
 	cr_assert_eq(errno, EBADF);
 	/* pthread_join() returns once the thread cleared its tid; the
 	 * kernel may list it a moment longer. */
-	while (count_threads() != threads && n++ < 1000)
+	while (tu_count_threads() != threads && n++ < 1000)
 		sleep_us(1000);
-	cr_assert_eq(count_threads(), threads, "notifier thread still runs");
+	cr_assert_eq(tu_count_threads(), threads, "notifier thread still runs");
 }
 
 /* Child: STRESS_MSGS messages in bursts of 1..256 with pauses of up to

@@ -36,6 +36,21 @@ int tu_count_fds(void)
 	return n - 1; /* the directory's own fd */
 }
 
+int tu_count_threads(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	int n = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
 int tu_count_zbus_maps(void)
 {
 	FILE *f = fopen("/proc/self/maps", "r");

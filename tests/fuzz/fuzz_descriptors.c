@@ -12,16 +12,10 @@
 #include <string.h>
 
 #include "channel.h"
+#include "fuzz.h"
 #include "layout.h"
 #include "zbus/zbus.h"
 
-#define CHECK(x)                \
-	do {                    \
-		if (!(x))       \
-			abort(); \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct zbus_channel *ch;
 

@@ -18,17 +18,11 @@
 #include <unistd.h>
 
 #include "fdpass.h"
+#include "fuzz.h"
 #include "log.h"
 #include "requests.h"
 #include "zbus_ctl.pb-c.h"
 
-#define CHECK(x)                \
-	do {                    \
-		if (!(x))       \
-			abort(); \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uid_t uids[] = { 0, 1000, 65534 };
 
