@@ -3,8 +3,11 @@
  * bench_control.c - zbus-bench-control: the control path's costs against a
  * real broker: connecting (hello included), creating a channel, and
  * connecting + opening a channel by name + mapping it, which is what a
- * program pays before its first message. Each is timed N times (median,
- * p99, max) with a broker started on a private socket by this program.
+ * program pays before its first message; and the time from SIGKILL of a
+ * reliable subscriber that holds a full ring to the moment a producer it
+ * held back goes on (the broker's reclamation). Each is timed N times
+ * (median, p99, max; reclamation N/10 times, a fork each) with a broker
+ * started on a private socket by this program.
  *
  *   zbus-bench-control [--zbusd PATH] [-n N] [--json]
  */
@@ -53,6 +56,71 @@ static void report(const char *what, uint64_t *v, int n, int json)
 		printf("%-34s p50 %8.1f us   p99 %8.1f us   max %8.1f us\n",
 		       what, v[n / 2] / 1e3, v[(n * 99) / 100] / 1e3,
 		       v[n - 1] / 1e3);
+}
+
+/*
+ * One reclamation: a child subscribes reliably, registers with the broker
+ * and holds a full ring; we SIGKILL it and time how long a non-waiting
+ * producer keeps getting -EAGAIN. Return: ns, or 0 on failure.
+ */
+static uint64_t reclaim_once(const struct zbus_conn_opts *co, int i)
+{
+	struct zbus_channel_params p = {
+		.geometry = { .max_msg_size = 64, .ring_capacity = 8 } };
+	struct zbus_pub_opts po = { .timeout_ms = 0 };
+	struct zbus_channel *ch = NULL;
+	struct zbus_conn *conn = NULL;
+	struct zbus_pub *pub = NULL;
+	uint64_t t0, t = 0;
+	char name[64], ok;
+	int fds[2];
+	pid_t pid;
+
+	snprintf(name, sizeof(name), "reclaim-%d", i);
+	if (pipe(fds) || zbus_conn_open(co, &conn) ||
+	    zbus_conn_create(conn, name, &p, &ch))
+		goto out;
+	pid = fork();
+	if (!pid) {
+		struct zbus_conn *c;
+		struct zbus_channel *mine;
+		struct zbus_sub *s;
+
+		if (zbus_conn_open(co, &c) ||
+		    zbus_conn_open_channel(c, name, ZBUS_ACCESS_SUBSCRIBE,
+					   &mine) ||
+		    zbus_sub_new(mine, NULL, &s) ||
+		    zbus_conn_register_sub(c, name, s) ||
+		    write(fds[1], "k", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	if (read(fds[0], &ok, 1) != 1 || zbus_pub_new(ch, &po, &pub))
+		goto kill_out;
+	for (int k = 0; k < 8; k++)
+		zbus_pub_send(pub, "x", 1);
+	t0 = now_ns();
+	kill(pid, SIGKILL);
+	/* Bounded: 5 s of -EAGAIN is a failure, not a measurement. */
+	while (zbus_pub_send(pub, "x", 1) == -EAGAIN &&
+	       now_ns() - t0 < 5000000000ull)
+		;
+	t = now_ns() - t0;
+	if (t >= 5000000000ull)
+		t = 0;
+kill_out:
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+out:
+	zbus_pub_free(pub);
+	zbus_channel_free(ch);
+	if (conn)
+		zbus_conn_delete(conn, name);
+	zbus_conn_free(conn);
+	close(fds[0]);
+	close(fds[1]);
+	return t;
 }
 
 static pid_t start_broker(const char *zbusd, const char *sock)
@@ -148,6 +216,14 @@ int main(int argc, char **argv)
 		t_conn[i] = t1 - t0;
 		t_create[i] = t2 - t1;
 	}
+	int nr = n / 10 > 0 ? n / 10 : 1;
+	uint64_t *t_reclaim = calloc((size_t)nr, sizeof(uint64_t));
+
+	for (int i = 0; i < nr && !r; i++) {
+		t_reclaim[i] = reclaim_once(&co, i);
+		if (!t_reclaim[i])
+			r = -ETIMEDOUT;
+	}
 	if (r) {
 		fprintf(stderr, "zbus-bench-control: %s\n", zbus_strerror(r));
 	} else {
@@ -157,7 +233,10 @@ int main(int argc, char **argv)
 		report("connect (with hello)", t_conn, n, json);
 		report("create a channel", t_create, n, json);
 		report("connect + open by name + map", t_open, n, json);
+		report("SIGKILL of a subscriber -> reclaimed", t_reclaim, nr,
+		       json);
 	}
+	free(t_reclaim);
 	kill(broker, SIGTERM);
 	waitpid(broker, NULL, 0);
 	rmdir(dir);

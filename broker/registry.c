@@ -39,6 +39,7 @@ int zbd_registry_create(struct zbd_registry *r, const char *name,
 		return ret;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->id = ++r->next_id;
 	zbus_channel_info(c->ch, &c->info);
 	c->owner_uid = who->uid;
 	c->owner_gid = who->gid;

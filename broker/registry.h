@@ -20,6 +20,7 @@ struct zbd_identity {
 };
 
 struct zbd_channel {
+	uint64_t id; /* unique for the broker's life: names can be reused */
 	char name[256];
 	struct zbus_channel *ch; /* the broker's own mapping */
 	struct zbus_channel_info info;
@@ -33,6 +34,7 @@ struct zbd_channel {
 struct zbd_registry {
 	struct zbd_channel *head;
 	size_t count;
+	uint64_t next_id;
 };
 
 struct zbd_channel *zbd_registry_find(struct zbd_registry *r,

@@ -16,6 +16,7 @@
 
 #include "ctl.h"
 #include "fdpass.h"
+#include "layout.h"
 #include "live.h"
 #include "log.h"
 #include "segment.h"
@@ -270,6 +271,37 @@ static int do_list(struct zbd_registry *reg, const Zbusctl__List *ls,
 	return 0;
 }
 
+static void do_subscribe(struct zbd_registry *reg, struct zbd_client *p,
+			 const Zbusctl__Subscribe *sb, struct reply *rp,
+			 struct zbd_action *act)
+{
+	struct zbd_channel *c = zb_ctl_name_valid(sb->name) ?
+		zbd_registry_find(reg, sb->name) : NULL;
+	uint32_t now;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", sb->name ? sb->name : "");
+		return;
+	}
+	if (!zbd_may(c, &p->who, ZBUS_ACCESS_SUBSCRIBE)) {
+		fail(rp, -EACCES, "uid %u may not subscribe to channel '%s'",
+		     (unsigned)p->who.uid, c->name);
+		return;
+	}
+	now = zb_live_slot_word(c->ch, sb->slot);
+	if (sb->slot >= c->info.max_subscribers || now != sb->word ||
+	    (now & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE) {
+		fail(rp, -ESTALE, "slot %u of '%s' does not hold that "
+		     "subscription", sb->slot, c->name);
+		return;
+	}
+	act->watch_slot = 1;
+	act->channel_id = c->id;
+	snprintf(act->name, sizeof(act->name), "%s", c->name);
+	act->slot = sb->slot;
+	act->word = sb->word;
+}
+
 static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 		    struct reply *rp)
 {
@@ -285,7 +317,7 @@ static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
-	       int *out_fd)
+	       int *out_fd, struct zbd_action *act)
 {
 	Zbusctl__ChannelInfo **infos = NULL;
 	struct reply *storage = NULL;
@@ -294,6 +326,7 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	size_t n;
 
 	memset(&rp, 0, sizeof(rp));
+	memset(act, 0, sizeof(*act));
 	zbusctl__reply__init(&rp.r);
 	rp.fd = -1;
 	req = zbusctl__request__unpack(NULL, len, rec);
@@ -323,6 +356,9 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				break;
 			case ZBUSCTL__REQUEST__BODY_STAT:
 				do_stat(reg, req->stat, &rp);
+				break;
+			case ZBUSCTL__REQUEST__BODY_SUBSCRIBE:
+				do_subscribe(reg, p, req->subscribe, &rp, act);
 				break;
 			default:
 				fail(&rp, -EOPNOTSUPP, "unknown request");

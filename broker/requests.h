@@ -16,6 +16,16 @@
 #define ZBD_MAX_CHANNELS_PER_UID 256
 #define ZBD_MAX_BYTES_PER_UID (8ull << 30) /* segment bytes owned */
 
+/* What an answer asks the event loop to do besides replying. */
+struct zbd_action {
+	int watch_slot;      /* 1: free @slot of @channel_id when the client
+			      * dies */
+	uint64_t channel_id;
+	char name[256];
+	uint32_t slot;
+	uint32_t word;
+};
+
 /* A client as the broker knows it: identity from the kernel only. */
 struct zbd_client {
 	unsigned long long id;
@@ -29,11 +39,12 @@ struct zbd_client {
  * @out: a malloc()ed reply record (always set on success: malformed or
  *       refused requests get a reply with a status and a sentence)
  * @out_fd: a channel memfd to send with the reply (borrowed), or -1
+ * @act: filled with what else the loop must do (zeroed when nothing)
  * Return: 0; -ENOMEM.
  */
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *c,
 	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
-	       int *out_fd);
+	       int *out_fd, struct zbd_action *act);
 
 /*
  * zbd_refusal() - a reply to the request in @rec (its id echoed) that

@@ -19,6 +19,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +37,7 @@
 #include "ctl.h"
 #include "fdpass.h"
 #include "log.h"
+#include "live.h"
 #include "requests.h"
 
 #ifndef SO_PEERPIDFD
@@ -45,11 +47,29 @@
 #define SO_PEERGROUPS 59
 #endif
 
-enum watch_kind { W_LISTEN, W_SIGNAL, W_PEER, W_PIDFD };
+enum watch_kind { W_LISTEN, W_SIGNAL, W_PEER, W_PIDFD, W_SLOT };
 
 struct watch {
 	enum watch_kind kind;
 	struct zbd_peer *peer;
+	struct zbd_slot_watch *slot;
+};
+
+/*
+ * A subscription to free when its process dies: its own duplicate of the
+ * client's pidfd (the connection may close long before the process does),
+ * and the channel by id as well as name (a name can be reused).
+ */
+struct zbd_slot_watch {
+	struct watch w;
+	int pidfd;
+	pid_t pid;
+	uid_t uid;
+	uint64_t channel_id;
+	char name[256];
+	uint32_t slot;
+	uint32_t word;
+	struct zbd_slot_watch *next;
 };
 
 struct zbd_peer {
@@ -61,14 +81,28 @@ struct zbd_peer {
 	struct zbd_peer *next;
 };
 
-static struct watch listen_watch = { W_LISTEN, NULL };
-static struct watch signal_watch = { W_SIGNAL, NULL };
+static struct watch listen_watch = { W_LISTEN, NULL, NULL };
+static struct watch signal_watch = { W_SIGNAL, NULL, NULL };
 
 static int watch_add(struct zbd_server *s, int fd, struct watch *w)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
 
 	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/*
+ * Stop watching @fd and close it. Explicitly: epoll forgets an fd on close
+ * only when no other fd shares its open file, and a client's pidfd is
+ * shared with the slot watches made from it (F_DUPFD): a plain close would
+ * leave an event pointing at freed memory.
+ */
+static void watch_close(struct zbd_server *s, int fd)
+{
+	if (fd < 0)
+		return;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+	close(fd);
 }
 
 int zbd_server_init(struct zbd_server *s, int listen_fd)
@@ -117,10 +151,9 @@ static void drop_peer(struct zbd_server *s, struct zbd_peer *p,
 	zbd_log("client %llu (pid %d uid %u) %s", p->c.id, (int)p->c.pid,
 		(unsigned)p->c.who.uid, why);
 	p->dead = 1;
-	close(p->fd);
+	watch_close(s, p->fd);
 	p->fd = -1;
-	if (p->pidfd >= 0)
-		close(p->pidfd);
+	watch_close(s, p->pidfd);
 	p->pidfd = -1;
 	s->npeers--;
 }
@@ -231,8 +264,8 @@ static void accept_peers(struct zbd_server *s)
 			discard(p);
 			continue;
 		}
-		p->sock_watch = (struct watch){ W_PEER, p };
-		p->pid_watch = (struct watch){ W_PIDFD, p };
+		p->sock_watch = (struct watch){ W_PEER, p, NULL };
+		p->pid_watch = (struct watch){ W_PIDFD, p, NULL };
 		if (watch_add(s, fd, &p->sock_watch) < 0 ||
 		    (p->pidfd >= 0 && watch_add(s, p->pidfd, &p->pid_watch) < 0)) {
 			discard(p);
@@ -247,6 +280,76 @@ static void accept_peers(struct zbd_server *s)
 	}
 }
 
+static size_t watches_of_uid(const struct zbd_server *s, uid_t uid)
+{
+	size_t n = 0;
+
+	for (const struct zbd_slot_watch *w = s->watches; w; w = w->next)
+		n += w->uid == uid;
+	return n;
+}
+
+/* Return: 0; -EDQUOT; -ESRCH (no pidfd for this client); -errno. */
+static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
+		      const struct zbd_action *a)
+{
+	struct zbd_slot_watch *w;
+	int r;
+
+	if (p->pidfd < 0)
+		return -ESRCH;
+	if (watches_of_uid(s, p->c.who.uid) >= ZBD_MAX_WATCHES_PER_UID)
+		return -EDQUOT;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->pidfd = fcntl(p->pidfd, F_DUPFD_CLOEXEC, 0);
+	if (w->pidfd < 0) {
+		r = -errno;
+		free(w);
+		return r;
+	}
+	w->w = (struct watch){ W_SLOT, NULL, w };
+	w->pid = p->c.pid;
+	w->uid = p->c.who.uid;
+	w->channel_id = a->channel_id;
+	snprintf(w->name, sizeof(w->name), "%s", a->name);
+	w->slot = a->slot;
+	w->word = a->word;
+	r = watch_add(s, w->pidfd, &w->w);
+	if (r < 0) {
+		close(w->pidfd);
+		free(w);
+		return r;
+	}
+	w->next = s->watches;
+	s->watches = w;
+	return 0;
+}
+
+static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w)
+{
+	for (struct zbd_slot_watch **pp = &s->watches; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	watch_close(s, w->pidfd);
+	free(w);
+}
+
+/* The process behind @w died: free its slot if it still holds it. */
+static void reclaim(struct zbd_server *s, struct zbd_slot_watch *w)
+{
+	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
+
+	if (c && c->id == w->channel_id &&
+	    zb_live_free_slot(c->ch, w->slot, w->word))
+		zbd_log("pid %d died: freed its subscription (slot %u) on "
+			"'%s'", (int)w->pid, w->slot, w->name);
+	unlink_watch(s, w);
+}
+
 /*
  * Serve one record from @p. Return: 0 to go on; 1 when it has nothing
  * more; -1 when the peer was dropped (gone, oversized record, or a reply
@@ -254,6 +357,7 @@ static void accept_peers(struct zbd_server *s)
  */
 static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 {
+	struct zbd_action act;
 	uint8_t *reply;
 	size_t len;
 	ssize_t n;
@@ -268,10 +372,26 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 						 "failed");
 		return -1;
 	}
-	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, &reply, &len, &fd);
+	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, &reply, &len, &fd,
+		       &act);
 	if (r < 0) {
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
+	}
+	if (act.watch_slot) {
+		r = watch_slot(s, p, &act);
+		if (r < 0) {
+			free(reply);
+			r = zbd_refusal(&p->c, buf, (size_t)n, r,
+					r == -EDQUOT ? "too many watched "
+					"subscriptions for this user" :
+					"cannot watch this client's life",
+					&reply, &len, &fd);
+			if (r < 0) {
+				drop_peer(s, p, "could not be answered");
+				return -1;
+			}
+		}
 	}
 	/*
 	 * Every fd in an unread reply is charged to the broker's user until
@@ -360,6 +480,10 @@ int zbd_server_run(struct zbd_server *s)
 			case W_PIDFD:
 				drop_peer(s, w->peer, "exited");
 				break;
+			case W_SLOT:
+				/* Its only event: freed here, safely. */
+				reclaim(s, w->slot);
+				break;
 			}
 		}
 		reap_dead(s);
@@ -373,6 +497,8 @@ void zbd_server_fini(struct zbd_server *s)
 	for (struct zbd_peer *p = s->peers; p; p = p->next)
 		drop_peer(s, p, "closed at shutdown");
 	reap_dead(s);
+	while (s->watches)
+		unlink_watch(s, s->watches);
 	zbd_registry_clear(&s->reg);
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);

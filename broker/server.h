@@ -19,6 +19,10 @@
 #define ZBD_MAX_REQUESTS_PER_TURN 16       /* fairness between peers */
 
 struct zbd_peer;
+struct zbd_slot_watch;
+
+/* Subscriptions a user may ask the broker to watch (each holds an fd). */
+#define ZBD_MAX_WATCHES_PER_UID 256
 
 struct zbd_server {
 	int epfd;
@@ -28,6 +32,7 @@ struct zbd_server {
 	struct zbd_registry reg;
 	struct zbd_peer *peers;
 	size_t npeers;
+	struct zbd_slot_watch *watches;
 	unsigned long long next_peer_id;
 };
 

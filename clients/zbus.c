@@ -306,6 +306,14 @@ static int cmd_sub(struct tool *t, int argc, char **argv)
 		zbus_channel_free(ch);
 		return fail(t, "subscribe", r);
 	}
+	/* If we are killed, the broker frees our slot: a reliable
+	 * subscriber that died must not hold the publishers back. */
+	r = zbus_conn_register_sub(t->conn, argv[optind], sub);
+	if (r < 0) {
+		zbus_sub_free(sub);
+		zbus_channel_free(ch);
+		return fail(t, "register the subscription", r);
+	}
 	/* Tell a script we are subscribed: what is published from now on
 	 * reaches us. */
 	fprintf(stderr, "zbus: subscribed to '%s'\n", argv[optind]);

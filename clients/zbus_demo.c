@@ -80,30 +80,30 @@ static int die(const char *what, int err)
 
 /* Connect to the broker and open the channel by name, as a peer would. */
 static int open_by_name(const struct demo *d, uint32_t access,
-			struct zbus_channel **ch)
+			struct zbus_conn **conn, struct zbus_channel **ch)
 {
 	struct zbus_conn_opts co = { .socket_path = d->socket };
-	struct zbus_conn *conn;
-	int r = zbus_conn_open(&co, &conn);
+	int r = zbus_conn_open(&co, conn);
 
 	if (r < 0)
 		return die("connect to the broker", r);
-	r = zbus_conn_open_channel(conn, d->name, access, ch);
+	r = zbus_conn_open_channel(*conn, d->name, access, ch);
 	if (r < 0)
 		fprintf(stderr, "zbus-demo: open '%s': %s: %s\n", d->name,
-			zbus_strerror(r), zbus_conn_error(conn));
-	zbus_conn_free(conn); /* the mapping outlives the connection */
+			zbus_strerror(r), zbus_conn_error(*conn));
 	return r < 0 ? 1 : 0;
 }
 
 static int run_producer(struct demo *d)
 {
+	struct zbus_conn *conn;
 	struct zbus_channel *ch;
 	struct zbus_pub *p;
 	int r;
 
-	if (open_by_name(d, ZBUS_ACCESS_PUBLISH, &ch))
+	if (open_by_name(d, ZBUS_ACCESS_PUBLISH, &conn, &ch))
 		return 1;
+	conn = zbus_conn_free(conn); /* the mapping outlives it */
 	r = zbus_pub_new(ch, NULL, &p);
 	if (r < 0)
 		return die("publisher", r);
@@ -130,15 +130,22 @@ static int run_consumer(struct demo *d, int idx)
 	struct report *rep = &d->rep[idx];
 	struct zbus_sub_stats st;
 	struct zbus_channel *ch;
+	struct zbus_conn *conn;
 	struct zbus_msg m[64];
 	struct zbus_sub *s;
 	int r;
 
-	if (open_by_name(d, ZBUS_ACCESS_SUBSCRIBE, &ch))
+	if (open_by_name(d, ZBUS_ACCESS_SUBSCRIBE, &conn, &ch))
 		return 1;
 	r = zbus_sub_new(ch, &o, &s);
 	if (r < 0)
 		return die("subscribe", r);
+	/* Should this consumer be killed, the broker frees its slot and
+	 * the producers go on. */
+	r = zbus_conn_register_sub(conn, d->name, s);
+	conn = zbus_conn_free(conn);
+	if (r < 0)
+		return die("register the subscription", r);
 	__atomic_store_n(&rep->ready, 1, __ATOMIC_RELEASE);
 	for (;;) {
 		uint64_t bad = 0;

@@ -23,6 +23,7 @@
 #include "ctl.h"
 #include "fdpass.h"
 #include "sockpath.h"
+#include "sub.h"
 #include "util.h"
 #include "wait.h"
 #include "zbus/zbus.h"
@@ -474,5 +475,25 @@ ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
 	else
 		to_stat(rep->channel, out);
 	zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
+				       const struct zbus_sub *sub)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
+	Zbusctl__Reply *rep;
+	int r;
+
+	if (!c || !sub || !zb_ctl_name_valid(name))
+		return -EINVAL;
+	sb.name = (char *)name;
+	zb_sub_identity(sub, &sb.slot, &sb.word);
+	req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
+	req.subscribe = &sb;
+	r = request(c, &req, &rep, NULL);
+	if (r == 0)
+		zbusctl__reply__free_unpacked(rep, NULL);
 	return r;
 }

@@ -153,10 +153,17 @@ ZB_FIELD(zb_ctl, reserved3, 176, 80);
  * advances claim_{seq,pos} with plain stores, so no other may claim. */
 #define ZB_PUB_EXCLUSIVE_MARK 0x80000000u
 
-/* Subscriber slot states (zb_sub_slot.state). */
+/*
+ * Subscriber slot states: zb_sub_slot.state holds the state in its low two
+ * bits and a generation in the rest, bumped at each join. One 32-bit CAS on
+ * (state, generation) lets the broker free exactly the subscription it
+ * knows, never one that joined the slot since.
+ */
 #define ZB_SLOT_FREE 0u
-#define ZB_SLOT_JOINING 1u /* being set up; producers already respect it */
+#define ZB_SLOT_JOINING 1u /* being set up by its subscriber */
 #define ZB_SLOT_ACTIVE 2u
+#define ZB_SLOT_STATE_MASK 3u
+#define ZB_SLOT_GEN_ONE 4u /* one generation step */
 
 /*
  * struct zb_sub_slot - one subscription, written by its subscriber (the
@@ -169,7 +176,7 @@ ZB_FIELD(zb_ctl, reserved3, 176, 80);
  *  | reserved                                                         |
  */
 struct zb_sub_slot {
-	uint32_t state;     /*   0 ZB_SLOT_* */
+	uint32_t state;     /*   0 ZB_SLOT_* | generation (see above) */
 	uint32_t policy;    /*   4 ZBUS_RELIABLE / ZBUS_LOSSY */
 	uint32_t pid;       /*   8 informational only, never trusted */
 	uint32_t futex;     /*  12 bumped by the producer that wakes it */

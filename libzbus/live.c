@@ -8,6 +8,7 @@
 
 #include "channel.h"
 #include "layout.h"
+#include "ring.h"
 #include "util.h"
 
 void zb_live_read(const struct zbus_channel *ch, struct zb_live *out)
@@ -22,7 +23,8 @@ void zb_live_read(const struct zbus_channel *ch, struct zb_live *out)
 		const struct zb_sub_slot *sl = &seg->slots[i];
 		struct zb_live_sub *o;
 
-		if (zb_load32(&sl->state) != ZB_SLOT_ACTIVE)
+		if ((zb_load32(&sl->state) & ZB_SLOT_STATE_MASK) !=
+		    ZB_SLOT_ACTIVE)
 			continue;
 		o = &out->sub[out->subscribers++];
 		o->slot = i;
@@ -30,4 +32,16 @@ void zb_live_read(const struct zbus_channel *ch, struct zb_live *out)
 		o->policy = zb_load32(&sl->policy);
 		o->lag = out->published - zb_load64(&sl->cons_seq);
 	}
+}
+
+uint32_t zb_live_slot_word(const struct zbus_channel *ch, uint32_t idx)
+{
+	if (idx >= ch->seg.g.max_subs)
+		return 0;
+	return zb_load32_acquire(&ch->seg.slots[idx].state);
+}
+
+int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word)
+{
+	return zb_ring_free_slot(&ch->seg, idx, word);
 }

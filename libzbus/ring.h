@@ -76,6 +76,7 @@ struct zb_ring_sub {
 	struct zb_segment *seg;
 	struct zb_sub_slot *slot;
 	uint32_t slot_idx;
+	uint32_t slot_word;    /* our state word: ACTIVE | generation */
 	uint32_t policy;
 	uint64_t read_seq;     /* next seq to look at */
 	uint64_t read_pos;     /* arena released up to here once read */
@@ -91,6 +92,15 @@ struct zb_ring_sub {
 int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
 		     uint32_t policy);
 void zb_ring_sub_leave(struct zb_ring_sub *s);
+/*
+ * zb_ring_free_slot() - free subscriber slot @idx if its state word is
+ * still @word (ACTIVE and the generation of the subscription meant), and
+ * wake producers waiting for room. For the owner leaving and for the
+ * broker reclaiming a dead subscriber's slot.
+ * Return: 1 if freed; 0 if the slot holds something else (already freed,
+ * or another subscription since).
+ */
+int zb_ring_free_slot(struct zb_segment *seg, uint32_t idx, uint32_t word);
 enum zb_read zb_ring_read(struct zb_ring_sub *s, struct zb_ring_msg *m);
 /* Lossy: 1 if every payload held since the last release is intact. */
 int zb_ring_held_intact(const struct zb_ring_sub *s);

@@ -149,7 +149,8 @@ static void scan_limits(struct zb_ring_pub *p, uint64_t y_seq, uint64_t y_pos)
 
 		/* Acquire pairs with the release of state in
 		 * zb_ring_sub_join(): policy and cons_* are set before. */
-		if (zb_load32_acquire(&sl->state) != ZB_SLOT_ACTIVE ||
+		if ((zb_load32_acquire(&sl->state) & ZB_SLOT_STATE_MASK) !=
+			    ZB_SLOT_ACTIVE ||
 		    zb_load32(&sl->policy) != ZBUS_RELIABLE)
 			continue;
 		cs = zb_load64_acquire(&sl->cons_seq);

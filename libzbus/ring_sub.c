@@ -42,9 +42,14 @@ int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
 	s->fence = !zb_membarrier_register();
 	for (uint32_t i = 0; i < seg->g.max_subs; i++) {
 		struct zb_sub_slot *sl = &seg->slots[i];
+		uint32_t w = zb_load32(&sl->state), gen;
 		uint64_t seq, pos;
 
-		if (!zb_cas32(&sl->state, ZB_SLOT_FREE, ZB_SLOT_JOINING))
+		/* A new generation with the slot: whoever remembers the old
+		 * one (the broker) can no longer free it by mistake. */
+		gen = (w & ~ZB_SLOT_STATE_MASK) + ZB_SLOT_GEN_ONE;
+		if ((w & ZB_SLOT_STATE_MASK) != ZB_SLOT_FREE ||
+		    !zb_cas32(&sl->state, w, gen | ZB_SLOT_JOINING))
 			continue;
 		s->slot = sl;
 		s->slot_idx = i;
@@ -55,7 +60,8 @@ int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
 		zb_store64(&sl->cons_pos, zb_load64_acquire(&ctl->claim_pos));
 		zb_store64(&sl->cons_seq, zb_load64_acquire(&ctl->claim_seq));
 		/* Release pairs with the acquire in scan_limits(). */
-		zb_store32_release(&sl->state, ZB_SLOT_ACTIVE);
+		s->slot_word = gen | ZB_SLOT_ACTIVE;
+		zb_store32_release(&sl->state, s->slot_word);
 		zb_fence_full();
 		/*
 		 * Start at a claim read after becoming visible (invariant 3 of
@@ -76,20 +82,32 @@ int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
 
 void zb_ring_sub_leave(struct zb_ring_sub *s)
 {
-	struct zb_ctl *ctl = s->seg->ctl;
-
 	if (!s->slot)
 		return;
-	zb_and64(&ctl->sleepers[s->slot_idx / 64],
-		 ~(1ull << (s->slot_idx % 64)));
-	zb_store32_release(&s->slot->state, ZB_SLOT_FREE);
-	/* A producer may be asleep waiting for us: let it rescan. */
-	zb_fence_full();
+	zb_ring_free_slot(s->seg, s->slot_idx, s->slot_word);
+	s->slot = NULL;
+}
+
+int zb_ring_free_slot(struct zb_segment *seg, uint32_t idx, uint32_t word)
+{
+	struct zb_ctl *ctl = seg->ctl;
+	struct zb_sub_slot *sl;
+
+	if (idx >= seg->g.max_subs ||
+	    (word & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE)
+		return 0;
+	sl = &seg->slots[idx];
+	/* Exactly this subscription: same state and generation. */
+	if (!zb_cas32(&sl->state, word, word & ~ZB_SLOT_STATE_MASK))
+		return 0;
+	zb_and64(&ctl->sleepers[idx / 64], ~(1ull << (idx % 64)));
+	/* A producer may be asleep waiting for it: let it rescan (the CAS
+	 * above is a full barrier before this load). */
 	if (zb_load32(&ctl->prod_waiters)) {
 		zb_fetch_add32(&ctl->prod_futex, 1);
 		zb_futex_wake_all(&ctl->prod_futex);
 	}
-	s->slot = NULL;
+	return 1;
 }
 
 /* Lossy: is the subscription more than one ring behind the claim? */

@@ -10,6 +10,7 @@
 #include "channel.h"
 #include "notify.h"
 #include "ring.h"
+#include "sub.h"
 #include "util.h"
 #include "wait.h"
 #include "zbus/zbus.h"
@@ -248,4 +249,11 @@ ZBUS_EXPORT int zbus_sub_stats(const struct zbus_sub *sub,
 		.abandoned = sub->ring.abandoned,
 	};
 	return 0;
+}
+
+void zb_sub_identity(const struct zbus_sub *sub, uint32_t *slot,
+		     uint32_t *word)
+{
+	*slot = sub->ring.slot_idx;
+	*word = sub->ring.slot_word;
 }

@@ -51,8 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= 2;
 		if (len > size)
 			len = size;
-		CHECK(zbd_answer(&reg, &c, data, len, &out, &out_len, &fd) ==
-		      0);
+		struct zbd_action act;
+
+		CHECK(zbd_answer(&reg, &c, data, len, &out, &out_len, &fd,
+				 &act) == 0);
 		CHECK(out_len <= ZB_CTL_MAX_RECORD);
 		rep = zbusctl__reply__unpack(NULL, out_len, out);
 		CHECK(rep);

@@ -488,6 +488,25 @@ ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *conn,
 ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *conn, const char *name);
 
 /**
+ * zbus_conn_register_sub() - have the broker free @sub's slot when this
+ * process dies
+ * @name: the channel @sub was made on (opened through the broker)
+ *
+ * Without it, a killed reliable subscriber holds producers back until their
+ * timeout. With it, the broker watches this process (a pidfd, not a pid)
+ * and frees exactly this subscription when the process dies, waking any
+ * producer that waited for room; the connection may be closed meanwhile.
+ * Freeing @sub normally needs nothing more.
+ *
+ * Return: 0; -ENOENT; -EACCES; -ESTALE if @sub's slot does not hold it;
+ * -EDQUOT when the user has too many watched subscriptions; transport
+ * errors.
+ */
+ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
+				       const char *name,
+				       const struct zbus_sub *sub);
+
+/**
  * struct zbus_channel_stat - a channel as the broker sees it
  */
 struct zbus_channel_stat {
