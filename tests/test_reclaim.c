@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_reclaim.c - the broker frees what a dead subscriber held: SIGKILL
- * of a reliable subscriber that holds the ring frees the producers it was
- * holding back within 100 ms (the issue's deadline, not a speed claim),
- * while a live subscriber goes on; a slot freed cleanly and taken by
- * someone else is never freed by the first owner's death.
+ * test_reclaim.c - liveness around the broker. It frees what a dead
+ * subscriber held: SIGKILL of a reliable subscriber that holds the ring
+ * frees the producers it was holding back within 100 ms (the issue's
+ * deadline, not a speed claim), while a live subscriber goes on; a slot
+ * freed cleanly and taken by someone else is never freed by the first
+ * owner's death. And its own death is no data-path outage.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,33 +34,48 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void start_broker(void)
+/* Start zbusd on @sock (a stale socket there is replaced) and wait until
+ * it listens. */
+static pid_t spawn_broker(void)
 {
 	const char *build = getenv("ZBUS_BUILD_DIR");
 	char zbusd[512];
-	struct stat st;
+	pid_t pid;
 
-	tu_leak_begin();
-	setenv("ZBUS_NO_AUTOSTART", "1", 1);
 	cr_assert_not_null(build, "ZBUS_BUILD_DIR is not set (run via ctest)");
 	snprintf(zbusd, sizeof(zbusd), "%s/broker/zbusd", build);
-	snprintf(dir, sizeof(dir), "/tmp/zbus-reclaim.XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	snprintf(sock, sizeof(sock), "%s/zbusd.sock", dir);
-	snprintf(logpath, sizeof(logpath), "%s/zbusd.log", dir);
-	broker = fork();
-	if (!broker) {
+	pid = fork();
+	if (!pid) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (!freopen(logpath, "w", stderr))
+		if (!freopen(logpath, "a", stderr))
 			_exit(126);
 		execl(zbusd, "zbusd", "--socket", sock, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 500 && stat(sock, &st) < 0; i++)
+	for (int i = 0; i < 500; i++) {
+		struct zbus_conn *c;
+
+		if (zbus_conn_open(&co, &c) == 0) {
+			zbus_conn_free(c);
+			return pid;
+		}
 		usleep(10000);
-	cr_assert_eq(stat(sock, &st), 0, "the broker did not start");
+	}
+	cr_assert_fail("the broker did not start");
+	return -1;
+}
+
+static void start_broker(void)
+{
+	tu_leak_begin();
+	setenv("ZBUS_NO_AUTOSTART", "1", 1);
+	snprintf(dir, sizeof(dir), "/tmp/zbus-reclaim.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/zbusd.sock", dir);
+	snprintf(logpath, sizeof(logpath), "%s/zbusd.log", dir);
 	co = (struct zbus_conn_opts){ .socket_path = sock,
 				      .flags = ZBUS_CONN_NO_AUTOSTART };
+	broker = spawn_broker();
 }
 
 static void stop_broker(void)
@@ -262,5 +277,81 @@ Test(reclaim, registering_what_the_slot_does_not_hold_is_estale)
 	zbus_sub_free(s);
 	zbus_channel_free(a);
 	zbus_channel_free(b);
+	zbus_conn_free(c);
+}
+
+/* A child that streams @n numbered messages on @name, one every 20 us. */
+static pid_t streamer(const char *name, uint64_t n)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		struct zbus_pub_opts po = { .timeout_ms = 5000 };
+		struct zbus_conn *c;
+		struct zbus_channel *ch;
+		struct zbus_pub *p;
+
+		if (zbus_conn_open(&co, &c) ||
+		    zbus_conn_open_channel(c, name, ZBUS_ACCESS_PUBLISH, &ch) ||
+		    zbus_pub_new(ch, &po, &p))
+			_exit(1);
+		for (uint64_t i = 0; i < n; i++) {
+			if (zbus_pub_send(p, &i, sizeof(i)))
+				_exit(2);
+			usleep(20);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+Test(reclaim, sigkill_of_the_broker_does_not_stop_the_data_path)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64 },
+					  .mode = 0600 };
+	struct zbus_channel_stat *list;
+	struct zbus_channel *ch;
+	struct zbus_conn *c, *c2;
+	struct zbus_sub *sub;
+	uint64_t next = 0, v;
+	const uint64_t n = 20000;
+	pid_t pid;
+	int r;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "flow", &cp, &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	pid = streamer("flow", n);
+	/* Let the stream start, then take the broker away mid-flow. */
+	while (next < 1000) {
+		cr_assert_eq(zbus_sub_recv(sub, &v, sizeof(v), NULL, 2000),
+			     sizeof(v));
+		cr_assert_eq(v, next++);
+	}
+	kill(broker, SIGKILL);
+	waitpid(broker, NULL, 0);
+	/* The data path goes on without it, every message intact. */
+	while (next < n) {
+		cr_assert_eq(zbus_sub_recv(sub, &v, sizeof(v), NULL, 2000),
+			     sizeof(v), "stream stopped at %lu without the broker",
+			     (unsigned long)next);
+		cr_assert_eq(v, next++);
+	}
+	cr_assert_eq(tu_wait_child(pid, 10), 0);
+	/* Control calls fail with a clear error, new ones too. */
+	r = zbus_conn_list(c, &list);
+	cr_assert(r == -ECONNRESET || r == -EPIPE, "list: %d", r);
+	cr_assert_lt(zbus_conn_open(&co, &c2), 0);
+	/* A new broker takes the (stale) socket over and serves. */
+	broker = spawn_broker();
+	cr_assert_eq(zbus_conn_open(&co, &c2), 0);
+	r = zbus_conn_list(c2, &list);
+	cr_assert_geq(r, 0);
+	free(list);
+	/* What does not stand yet (issue 3): the new broker does not know
+	 * the channels of the old one; clients do not re-register them. */
+	zbus_conn_free(c2);
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
 	zbus_conn_free(c);
 }
