@@ -35,6 +35,7 @@ struct reply {
 	Zbusctl__ChannelInfo info;
 	Zbusctl__ChannelParams params;
 	Zbusctl__ListReply list;
+	void *extra; /* freed after packing (stat's subscriber list) */
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -302,6 +303,36 @@ static void do_subscribe(struct zbd_registry *reg, struct zbd_client *p,
 	act->word = sb->word;
 }
 
+/*
+ * The subscribers of @c, for stat: slot, pid (as the subscriber wrote it:
+ * informational), policy and lag. Read from the broker's own mapping. One
+ * heap block holds the entries and the pointers to them.
+ */
+static void subscriber_list(const struct zbd_channel *c, struct reply *rp)
+{
+	struct zb_live live;
+	Zbusctl__SubscriberInfo *v, **pv;
+
+	zb_live_read(c->ch, &live);
+	if (!live.subscribers)
+		return;
+	v = calloc(live.subscribers, sizeof(*v) + sizeof(*pv));
+	if (!v)
+		return; /* the counts are still there */
+	pv = (Zbusctl__SubscriberInfo **)(v + live.subscribers);
+	for (uint32_t i = 0; i < live.subscribers; i++) {
+		zbusctl__subscriber_info__init(&v[i]);
+		v[i].slot = live.sub[i].slot;
+		v[i].pid = live.sub[i].pid;
+		v[i].policy = live.sub[i].policy;
+		v[i].lag = live.sub[i].lag;
+		pv[i] = &v[i];
+	}
+	rp->info.n_subscriber = live.subscribers;
+	rp->info.subscriber = pv;
+	rp->extra = v;
+}
+
 static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 		    struct reply *rp)
 {
@@ -313,6 +344,7 @@ static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 		return;
 	}
 	fill_info(c, rp);
+	subscriber_list(c, rp);
 }
 
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
@@ -375,6 +407,7 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	}
 	free(infos);
 	free(storage);
+	free(rp.extra);
 	if (req)
 		zbusctl__request__free_unpacked(req, NULL);
 	return *out ? 0 : -ENOMEM;

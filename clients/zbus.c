@@ -391,8 +391,9 @@ static int cmd_ls(struct tool *t, int argc, char **argv)
 
 static int cmd_stat(struct tool *t, int argc, char **argv)
 {
+	struct zbus_sub_stat *subs = NULL;
 	struct zbus_channel_stat st;
-	int r;
+	int r, n;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: zbus stat CHANNEL\n");
@@ -419,6 +420,17 @@ static int cmd_stat(struct tool *t, int argc, char **argv)
 	       st.default_policy == ZBUS_LOSSY ? "lossy" : "reliable",
 	       st.publishers, st.subscribers,
 	       (unsigned long long)st.published);
+	n = zbus_conn_subscribers(t->conn, argv[1], &subs);
+	if (n > 0) {
+		printf("%-6s %8s %-9s %12s\n", "SLOT", "PID", "POLICY", "LAG");
+		for (int i = 0; i < n; i++)
+			printf("%-6u %8u %-9s %12llu\n", subs[i].slot,
+			       subs[i].pid,
+			       subs[i].policy == ZBUS_LOSSY ? "lossy"
+							    : "reliable",
+			       (unsigned long long)subs[i].lag);
+	}
+	free(subs);
 	return 0;
 }
 

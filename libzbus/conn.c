@@ -497,3 +497,46 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
 		zbusctl__reply__free_unpacked(rep, NULL);
 	return r;
 }
+
+ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,
+				      struct zbus_sub_stat **out)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Stat st = ZBUSCTL__STAT__INIT;
+	struct zbus_sub_stat *v = NULL;
+	Zbusctl__Reply *rep;
+	size_t n;
+	int r;
+
+	if (!c || !out || !zb_ctl_name_valid(name))
+		return -EINVAL;
+	st.name = (char *)name;
+	req.body_case = ZBUSCTL__REQUEST__BODY_STAT;
+	req.stat = &st;
+	r = request(c, &req, &rep, NULL);
+	if (r < 0)
+		return r;
+	if (rep->body_case != ZBUSCTL__REPLY__BODY_CHANNEL) {
+		zbusctl__reply__free_unpacked(rep, NULL);
+		return -EPROTO;
+	}
+	n = rep->channel->n_subscriber;
+	if (n) {
+		v = calloc(n, sizeof(*v));
+		if (!v) {
+			zbusctl__reply__free_unpacked(rep, NULL);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		const Zbusctl__SubscriberInfo *si = rep->channel->subscriber[i];
+
+		v[i].slot = si->slot;
+		v[i].pid = si->pid;
+		v[i].policy = si->policy;
+		v[i].lag = si->lag;
+	}
+	zbusctl__reply__free_unpacked(rep, NULL);
+	*out = v;
+	return (int)n;
+}

@@ -86,6 +86,16 @@ done
 grep -q "published: *100 messages" "$tmp/stat.out" ||
 	fail "stat fan: $(cat "$tmp/stat.out")"
 
+step "stat lists a running subscriber with its pid and lag"
+subscribe watched "$tmp/watched.out" -n 5
+printf 'one\ntwo\n' | "$zbus" pub watched
+sleep 0.2
+"$zbus" stat watched >"$tmp/stat2.out"
+grep -Eq "^[0-9]+ +$sub_pid +reliable +[0-9]+$" "$tmp/stat2.out" ||
+	fail "stat does not list subscriber $sub_pid: $(cat "$tmp/stat2.out")"
+printf 'three\nfour\nfive\n' | "$zbus" pub watched
+wait "$sub_pid" || fail "zbus sub exited $?"
+
 step "errors: one readable line and a non-zero status"
 set +e
 "$zbus" stat no-such-channel 2>"$tmp/err1"

@@ -528,6 +528,28 @@ struct zbus_channel_stat {
 };
 
 /**
+ * struct zbus_sub_stat - one subscription of a channel, as the broker reads
+ * it from the channel (the pid is what the subscriber wrote: informational)
+ */
+struct zbus_sub_stat {
+	uint32_t slot;
+	uint32_t pid;
+	uint32_t policy;   /* ZBUS_RELIABLE or ZBUS_LOSSY */
+	uint32_t reserved0;
+	uint64_t lag;      /* messages published it has not released yet */
+	uint64_t reserved[2];
+};
+
+/**
+ * zbus_conn_subscribers() - the subscriptions of channel @name
+ * @out: receives a malloc()ed array the caller free()s (NULL when none)
+ * Return: the number of subscriptions; -ENOENT; -errno.
+ */
+ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *conn,
+				      const char *name,
+				      struct zbus_sub_stat **out);
+
+/**
  * zbus_conn_list() - every channel the broker knows
  * @out: receives a malloc()ed array the caller free()s
  * Return: the number of channels; -errno.
