@@ -202,6 +202,36 @@ static int request(struct zbus_conn *c, Zbusctl__Request *req,
 	return 0;
 }
 
+/* A request whose reply carries nothing but its status. */
+static int request_status(struct zbus_conn *c, Zbusctl__Request *req)
+{
+	Zbusctl__Reply *rep;
+	int r = request(c, req, &rep, NULL);
+
+	if (r == 0)
+		zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+/* Stat @name: on success *@rep is a reply that holds a ChannelInfo. */
+static int stat_request(struct zbus_conn *c, const char *name,
+			Zbusctl__Reply **rep)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Stat st = ZBUSCTL__STAT__INIT;
+	int r;
+
+	st.name = (char *)name;
+	req.body_case = ZBUSCTL__REQUEST__BODY_STAT;
+	req.stat = &st;
+	r = request(c, &req, rep, NULL);
+	if (r == 0 && (*rep)->body_case != ZBUSCTL__REPLY__BODY_CHANNEL) {
+		zbusctl__reply__free_unpacked(*rep, NULL);
+		r = -EPROTO;
+	}
+	return r;
+}
+
 static int hello(struct zbus_conn *c)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
@@ -356,18 +386,13 @@ ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *c, const char *name)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Delete del = ZBUSCTL__DELETE__INIT;
-	Zbusctl__Reply *rep;
-	int r;
 
 	if (!c || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	del.name = (char *)name;
 	req.body_case = ZBUSCTL__REQUEST__BODY_DELETE;
 	req.delete_ = &del;
-	r = request(c, &req, &rep, NULL);
-	if (r == 0)
-		zbusctl__reply__free_unpacked(rep, NULL);
-	return r;
+	return request_status(c, &req);
 }
 
 static void to_stat(const Zbusctl__ChannelInfo *ci,
@@ -457,25 +482,17 @@ ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,
 ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
 			       struct zbus_channel_stat *out)
 {
-	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
-	Zbusctl__Stat st = ZBUSCTL__STAT__INIT;
 	Zbusctl__Reply *rep;
 	int r;
 
 	if (!c || !out || !zb_ctl_name_valid(name))
 		return -EINVAL;
-	st.name = (char *)name;
-	req.body_case = ZBUSCTL__REQUEST__BODY_STAT;
-	req.stat = &st;
-	r = request(c, &req, &rep, NULL);
+	r = stat_request(c, name, &rep);
 	if (r < 0)
 		return r;
-	if (rep->body_case != ZBUSCTL__REPLY__BODY_CHANNEL)
-		r = -EPROTO;
-	else
-		to_stat(rep->channel, out);
+	to_stat(rep->channel, out);
 	zbusctl__reply__free_unpacked(rep, NULL);
-	return r;
+	return 0;
 }
 
 ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
@@ -483,8 +500,6 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
-	Zbusctl__Reply *rep;
-	int r;
 
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
@@ -492,17 +507,12 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
 	zb_sub_identity(sub, &sb.slot, &sb.word);
 	req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
 	req.subscribe = &sb;
-	r = request(c, &req, &rep, NULL);
-	if (r == 0)
-		zbusctl__reply__free_unpacked(rep, NULL);
-	return r;
+	return request_status(c, &req);
 }
 
 ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,
 				      struct zbus_sub_stat **out)
 {
-	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
-	Zbusctl__Stat st = ZBUSCTL__STAT__INIT;
 	struct zbus_sub_stat *v = NULL;
 	Zbusctl__Reply *rep;
 	size_t n;
@@ -510,16 +520,9 @@ ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,
 
 	if (!c || !out || !zb_ctl_name_valid(name))
 		return -EINVAL;
-	st.name = (char *)name;
-	req.body_case = ZBUSCTL__REQUEST__BODY_STAT;
-	req.stat = &st;
-	r = request(c, &req, &rep, NULL);
+	r = stat_request(c, name, &rep);
 	if (r < 0)
 		return r;
-	if (rep->body_case != ZBUSCTL__REPLY__BODY_CHANNEL) {
-		zbusctl__reply__free_unpacked(rep, NULL);
-		return -EPROTO;
-	}
 	n = rep->channel->n_subscriber;
 	if (n) {
 		v = calloc(n, sizeof(*v));
