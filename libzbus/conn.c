@@ -110,6 +110,26 @@ static int start_broker(const char *path, int timeout_ms)
 	}
 }
 
+/*
+ * Connect to a broker just started. Ours listens by the time it reported
+ * back, but when two clients start one at once the loser's broker leaves
+ * (exit 3) as soon as it sees the winner's lock, possibly before the
+ * winner listens: retry, bounded by @timeout_ms.
+ */
+static int connect_started(const char *path, int timeout_ms)
+{
+	uint64_t deadline = zb_deadline_ms(timeout_ms);
+	int fd;
+
+	for (;;) {
+		fd = connect_to(path);
+		if ((fd != -ENOENT && fd != -ECONNREFUSED) ||
+		    zb_now_ns() >= deadline)
+			return fd;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+}
+
 /* Wait until @sock is ready for @events, within @deadline. */
 static int wait_sock(int sock, short events, uint64_t deadline)
 {
@@ -277,9 +297,11 @@ ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
 	c->sock = connect_to(c->path);
 	if ((c->sock == -ENOENT || c->sock == -ECONNREFUSED) &&
 	    autostart_allowed(opts)) {
-		r = start_broker(c->path, c->timeout_ms < 0 ? DEFAULT_TIMEOUT_MS
-							     : c->timeout_ms);
-		c->sock = r < 0 ? c->sock : connect_to(c->path);
+		int ms = c->timeout_ms < 0 ? DEFAULT_TIMEOUT_MS : c->timeout_ms;
+
+		r = start_broker(c->path, ms);
+		if (r == 0)
+			c->sock = connect_started(c->path, ms);
 	}
 	if (c->sock < 0) {
 		r = c->sock;
