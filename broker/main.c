@@ -2,7 +2,7 @@
 /*
  * main.c - zbusd, the libzbus broker: command line, socket, lifecycle.
  *
- *   zbusd [--socket PATH] [--background]
+ *   zbusd [--socket PATH] [--background] [--unblock-timeout MS]
  *
  * The socket is PATH, else $ZBUS_SOCKET, else
  * $XDG_RUNTIME_DIR/zbus/zbusd.sock, else /run/zbus/zbusd.sock. A lock file
@@ -30,14 +30,23 @@
 #include "sockpath.h"
 
 #define EXIT_ALREADY_RUNNING 3
+/* Like Aeron's publication unblock timeout (15 s): far above any
+ * legitimate hold of a loan, well below a human's patience. */
+#define DEFAULT_UNBLOCK_MS 10000
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: zbusd [--socket PATH] [--background]\n"
+	fprintf(f, "usage: zbusd [--socket PATH] [--background] "
+		   "[--unblock-timeout MS]\n"
 		   "  --socket PATH  listen on PATH (default: $ZBUS_SOCKET, "
 		   "$XDG_RUNTIME_DIR/zbus/zbusd.sock, /run/zbus/zbusd.sock)\n"
 		   "  --background   detach once listening (logs go to "
-		   "/dev/null)\n");
+		   "/dev/null)\n"
+		   "  --unblock-timeout MS\n"
+		   "                 take back a loan held open this long, for "
+		   "channels that\n"
+		   "                 do not set their own (default %d; 0: "
+		   "never)\n", DEFAULT_UNBLOCK_MS);
 }
 
 /* mkdir -p the directory of @path (mode 0755: others must reach the
@@ -145,6 +154,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "background", no_argument, NULL, 'b' },
+		{ "unblock-timeout", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -152,6 +162,8 @@ int main(int argc, char **argv)
 	const char *want = NULL;
 	struct zbd_server s;
 	int bg = 0, c, fd, lock_fd = -1, r;
+	unsigned long unblock_ms = DEFAULT_UNBLOCK_MS;
+	char *end;
 
 	/*
 	 * A broker started by a library inherits whatever its client had
@@ -159,10 +171,20 @@ int main(int argc, char **argv)
 	 * broker's life would keep the client's peers from seeing EOF.
 	 */
 	syscall(SYS_close_range, 3, ~0U, 0);
-	while ((c = getopt_long(argc, argv, "s:bh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:bu:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': want = optarg; break;
 		case 'b': bg = 1; break;
+		case 'u':
+			errno = 0;
+			unblock_ms = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end ||
+			    unblock_ms > 86400000ul) {
+				fprintf(stderr, "zbusd: --unblock-timeout: "
+					"milliseconds, 0..86400000\n");
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -195,6 +217,7 @@ int main(int argc, char **argv)
 		zbd_log("cannot start: %s", strerror(-r));
 		return 1;
 	}
+	s.reg.default_unblock_ms = (uint32_t)unblock_ms;
 	zbd_log("listening on %s", path);
 	r = zbd_server_run(&s);
 	zbd_server_fini(&s);

@@ -71,6 +71,13 @@ void zbd_registry_clear(struct zbd_registry *r)
 		zbd_registry_remove(r, r->head);
 }
 
+uint32_t zbd_unblock_ms(const struct zbd_registry *r,
+			const struct zbd_channel *c)
+{
+	return c->unblock_timeout_ms ? c->unblock_timeout_ms :
+				       r->default_unblock_ms;
+}
+
 size_t zbd_registry_count_owned(const struct zbd_registry *r, uid_t uid)
 {
 	size_t n = 0;

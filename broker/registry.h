@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "reclaim.h"
 #include "zbus/zbus.h"
 
 /* Who is asking: fixed when the connection was accepted. */
@@ -28,6 +29,9 @@ struct zbd_channel {
 	gid_t owner_gid;
 	uint32_t mode;
 	uint32_t default_policy;
+	uint32_t unblock_timeout_ms; /* as asked; 0: the registry's default */
+	struct zb_unblock unblock;   /* stuck-claim detection state */
+	uint64_t reclaimed;          /* claims padded */
 	struct zbd_channel *next;
 };
 
@@ -35,7 +39,12 @@ struct zbd_registry {
 	struct zbd_channel *head;
 	size_t count;
 	uint64_t next_id;
+	uint32_t default_unblock_ms; /* --unblock-timeout */
 };
+
+/* The unblock timeout in force for @c. */
+uint32_t zbd_unblock_ms(const struct zbd_registry *r,
+			const struct zbd_channel *c);
 
 struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
 				      const char *name);

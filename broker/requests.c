@@ -63,6 +63,8 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 	cp->ring_capacity = c->info.ring_capacity;
 	cp->arena_bytes = c->info.arena_bytes;
 	cp->max_subscribers = c->info.max_subscribers;
+	cp->max_publishers = c->info.max_publishers;
+	cp->unblock_timeout_ms = c->unblock_timeout_ms;
 	cp->default_policy = c->default_policy;
 	cp->mode = c->mode;
 	ci->name = (char *)c->name;
@@ -73,6 +75,7 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 	ci->publishers = live.publishers;
 	ci->subscribers = live.subscribers;
 	ci->published = live.published;
+	ci->reclaimed = c->reclaimed;
 	rp->r.body_case = ZBUSCTL__REPLY__BODY_CHANNEL;
 	rp->r.channel = ci;
 }
@@ -145,6 +148,7 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 		o.ring_capacity = cp->ring_capacity;
 		o.arena_bytes = cp->arena_bytes;
 		o.max_subscribers = cp->max_subscribers;
+		o.max_publishers = cp->max_publishers;
 		mode = cp->mode ? cp->mode : 0600;
 		policy = cp->default_policy;
 	}
@@ -174,6 +178,7 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 		     zbus_strerror(r));
 		return;
 	}
+	c->unblock_timeout_ms = cp ? cp->unblock_timeout_ms : 0;
 	zbd_log("client %llu (uid %u) created channel '%s' (%llu bytes, mode "
 		"%03o)", p->id, (unsigned)p->who.uid, c->name,
 		(unsigned long long)c->info.segment_bytes, c->mode);
@@ -272,35 +277,47 @@ static int do_list(struct zbd_registry *reg, const Zbusctl__List *ls,
 	return 0;
 }
 
-static void do_subscribe(struct zbd_registry *reg, struct zbd_client *p,
-			 const Zbusctl__Subscribe *sb, struct reply *rp,
-			 struct zbd_action *act)
+/*
+ * Subscribe and RegisterPublisher: watch the asking process and, when it
+ * dies, free slot @slot (subscriber or publisher, per @kind) if it still
+ * holds @word. Only someone who may subscribe (publish) may ask, and only
+ * for a slot that holds that word now.
+ */
+static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
+		     enum zbd_watch_kind kind, const char *name, uint32_t slot,
+		     uint32_t word, struct reply *rp, struct zbd_action *act)
 {
-	struct zbd_channel *c = zb_ctl_name_valid(sb->name) ?
-		zbd_registry_find(reg, sb->name) : NULL;
-	uint32_t now;
+	struct zbd_channel *c = zb_ctl_name_valid(name) ?
+		zbd_registry_find(reg, name) : NULL;
+	int pub = kind == ZBD_WATCH_PUB;
+	uint32_t now, slots;
 
 	if (!c) {
-		fail(rp, -ENOENT, "no channel '%s'", sb->name ? sb->name : "");
+		fail(rp, -ENOENT, "no channel '%s'", name ? name : "");
 		return;
 	}
-	if (!zbd_may(c, &p->who, ZBUS_ACCESS_SUBSCRIBE)) {
-		fail(rp, -EACCES, "uid %u may not subscribe to channel '%s'",
-		     (unsigned)p->who.uid, c->name);
+	if (!zbd_may(c, &p->who,
+		     pub ? ZBUS_ACCESS_PUBLISH : ZBUS_ACCESS_SUBSCRIBE)) {
+		fail(rp, -EACCES, "uid %u may not %s channel '%s'",
+		     (unsigned)p->who.uid, pub ? "publish to" : "subscribe to",
+		     c->name);
 		return;
 	}
-	now = zb_live_slot_word(c->ch, sb->slot);
-	if (sb->slot >= c->info.max_subscribers || now != sb->word ||
+	now = pub ? zb_live_pub_word(c->ch, slot) :
+		    zb_live_slot_word(c->ch, slot);
+	slots = pub ? c->info.max_publishers : c->info.max_subscribers;
+	if (slot >= slots || now != word ||
 	    (now & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE) {
-		fail(rp, -ESTALE, "slot %u of '%s' does not hold that "
-		     "subscription", sb->slot, c->name);
+		fail(rp, -ESTALE, "%s slot %u of '%s' does not hold that %s",
+		     pub ? "publisher" : "subscriber", slot, c->name,
+		     pub ? "publisher" : "subscription");
 		return;
 	}
-	act->watch_slot = 1;
+	act->watch = kind;
 	act->channel_id = c->id;
 	snprintf(act->name, sizeof(act->name), "%s", c->name);
-	act->slot = sb->slot;
-	act->word = sb->word;
+	act->slot = slot;
+	act->word = word;
 }
 
 /*
@@ -390,7 +407,16 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				do_stat(reg, req->stat, &rp);
 				break;
 			case ZBUSCTL__REQUEST__BODY_SUBSCRIBE:
-				do_subscribe(reg, p, req->subscribe, &rp, act);
+				do_watch(reg, p, ZBD_WATCH_SUB,
+					 req->subscribe->name,
+					 req->subscribe->slot,
+					 req->subscribe->word, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER:
+				do_watch(reg, p, ZBD_WATCH_PUB,
+					 req->register_publisher->name,
+					 req->register_publisher->slot,
+					 req->register_publisher->word, &rp, act);
 				break;
 			default:
 				fail(&rp, -EOPNOTSUPP, "unknown request");

@@ -16,10 +16,16 @@
 #define ZBD_MAX_CHANNELS_PER_UID 256
 #define ZBD_MAX_BYTES_PER_UID (8ull << 30) /* segment bytes owned */
 
+/* What to watch for the asking process's death. */
+enum zbd_watch_kind {
+	ZBD_WATCH_NONE,
+	ZBD_WATCH_SUB, /* free subscriber slot @slot */
+	ZBD_WATCH_PUB, /* pad the loans of publisher slot @slot, free it */
+};
+
 /* What an answer asks the event loop to do besides replying. */
 struct zbd_action {
-	int watch_slot;      /* 1: free @slot of @channel_id when the client
-			      * dies */
+	enum zbd_watch_kind watch; /* when the client dies, on @channel_id */
 	uint64_t channel_id;
 	char name[256];
 	uint32_t slot;

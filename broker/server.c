@@ -34,11 +34,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "ctl.h"
 #include "fdpass.h"
 #include "log.h"
 #include "live.h"
+#include "reclaim.h"
 #include "requests.h"
+#include "wait.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
@@ -56,12 +59,14 @@ struct watch {
 };
 
 /*
- * A subscription to free when its process dies: its own duplicate of the
- * client's pidfd (the connection may close long before the process does),
- * and the channel by id as well as name (a name can be reused).
+ * A subscription to free, or a publisher whose loans to pad, when its
+ * process dies: its own duplicate of the client's pidfd (the connection
+ * may close long before the process does), and the channel by id as well
+ * as name (a name can be reused).
  */
 struct zbd_slot_watch {
 	struct watch w;
+	enum zbd_watch_kind kind;
 	int pidfd;
 	pid_t pid;
 	uid_t uid;
@@ -310,6 +315,7 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 		return r;
 	}
 	w->w = (struct watch){ W_SLOT, NULL, w };
+	w->kind = a->watch;
 	w->pid = p->c.pid;
 	w->uid = p->c.who.uid;
 	w->channel_id = a->channel_id;
@@ -338,16 +344,79 @@ static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w)
 	free(w);
 }
 
-/* The process behind @w died: free its slot if it still holds it. */
+/* The process behind @w died: free its slot if it still holds it (and
+ * for a publisher, pad the loans it left open). */
 static void reclaim(struct zbd_server *s, struct zbd_slot_watch *w)
 {
 	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
+	int n;
 
-	if (c && c->id == w->channel_id &&
-	    zb_live_free_slot(c->ch, w->slot, w->word))
-		zbd_log("pid %d died: freed its subscription (slot %u) on "
-			"'%s'", (int)w->pid, w->slot, w->name);
+	if (!c || c->id != w->channel_id) {
+		unlink_watch(s, w);
+		return;
+	}
+	if (w->kind == ZBD_WATCH_SUB) {
+		if (zb_live_free_slot(c->ch, w->slot, w->word))
+			zbd_log("pid %d died: freed its subscription (slot "
+				"%u) on '%s'", (int)w->pid, w->slot, w->name);
+	} else {
+		n = zb_reclaim_publisher(&c->ch->seg, w->slot, w->word);
+		if (n >= 0) {
+			c->reclaimed += (uint64_t)n;
+			zbd_log("pid %d died: freed its publisher slot %u on "
+				"'%s' and padded %d open loan%s", (int)w->pid,
+				w->slot, w->name, n, n == 1 ? "" : "s");
+		}
+	}
 	unlink_watch(s, w);
+}
+
+/* Clamp the timer tick between these: fine enough for short timeouts
+ * (tests), idle enough for the default. */
+#define UNBLOCK_TICK_MIN_MS 5
+#define UNBLOCK_TICK_MAX_MS 1000
+
+/* How long until the next stuck-claim check: an eighth of the shortest
+ * unblock timeout in force, or forever without channels. */
+static int unblock_tick_ms(const struct zbd_server *s)
+{
+	uint32_t shortest = 0;
+
+	for (const struct zbd_channel *c = s->reg.head; c; c = c->next) {
+		uint32_t t = zbd_unblock_ms(&s->reg, c);
+
+		if (t && (!shortest || t < shortest))
+			shortest = t;
+	}
+	if (!shortest)
+		return -1;
+	shortest /= 8;
+	if (shortest < UNBLOCK_TICK_MIN_MS)
+		return UNBLOCK_TICK_MIN_MS;
+	return shortest > UNBLOCK_TICK_MAX_MS ? UNBLOCK_TICK_MAX_MS :
+						(int)shortest;
+}
+
+/* Pad the claims held open past their channel's unblock timeout. */
+static void unblock_channels(struct zbd_server *s)
+{
+	uint64_t now = zb_now_ns();
+
+	for (struct zbd_channel *c = s->reg.head; c; c = c->next) {
+		uint32_t t = zbd_unblock_ms(&s->reg, c);
+		uint64_t n;
+
+		if (!t)
+			continue;
+		n = zb_reclaim_unblock(&c->ch->seg, &c->unblock, now,
+				       (uint64_t)t * 1000000);
+		if (n) {
+			c->reclaimed += n;
+			zbd_log("channel '%s': took back %llu claim%s held "
+				"open longer than %u ms", c->name,
+				(unsigned long long)n, n == 1 ? "" : "s", t);
+		}
+	}
 }
 
 /*
@@ -378,13 +447,14 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
 	}
-	if (act.watch_slot) {
+	if (act.watch != ZBD_WATCH_NONE) {
 		r = watch_slot(s, p, &act);
 		if (r < 0) {
 			free(reply);
 			r = zbd_refusal(&p->c, buf, (size_t)n, r,
 					r == -EDQUOT ? "too many watched "
-					"subscriptions for this user" :
+					"subscriptions and publishers for "
+					"this user" :
 					"cannot watch this client's life",
 					&reply, &len, &fd);
 			if (r < 0) {
@@ -453,11 +523,23 @@ int zbd_server_run(struct zbd_server *s)
 {
 	uint8_t *buf = malloc(ZB_CTL_MAX_RECORD);
 
+	uint64_t next_tick = 0;
+
 	if (!buf)
 		return -ENOMEM;
 	while (!s->stop) {
 		struct epoll_event ev[32];
-		int n = epoll_wait(s->epfd, ev, 32, -1);
+		int tick = unblock_tick_ms(s), wait_ms = -1, n;
+		uint64_t now = zb_now_ns();
+
+		if (tick >= 0) {
+			if (!next_tick || now >= next_tick) {
+				unblock_channels(s);
+				next_tick = now + (uint64_t)tick * 1000000;
+			}
+			wait_ms = (int)((next_tick - now + 999999) / 1000000);
+		}
+		n = epoll_wait(s->epfd, ev, 32, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
 			free(buf);

@@ -224,6 +224,14 @@ static int cmd_pub(struct tool *t, int argc, char **argv)
 		zbus_channel_free(ch);
 		return fail(t, "publisher", r);
 	}
+	/* If we are killed mid-message, the broker takes our loan back
+	 * and the subscribers go on. */
+	r = zbus_conn_register_pub(t->conn, argv[optind], pub);
+	if (r < 0) {
+		zbus_pub_free(pub);
+		zbus_channel_free(ch);
+		return fail(t, "register the publisher", r);
+	}
 	if (file)
 		r = pub_file(pub, file, info.max_msg_size);
 	else if (records)

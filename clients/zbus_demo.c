@@ -103,10 +103,15 @@ static int run_producer(struct demo *d)
 
 	if (open_by_name(d, ZBUS_ACCESS_PUBLISH, &conn, &ch))
 		return 1;
-	conn = zbus_conn_free(conn); /* the mapping outlives it */
 	r = zbus_pub_new(ch, NULL, &p);
 	if (r < 0)
 		return die("publisher", r);
+	/* Should this producer be killed mid-loan, the broker takes the
+	 * loan back and the consumers go on. */
+	r = zbus_conn_register_pub(conn, d->name, p);
+	conn = zbus_conn_free(conn); /* the mapping outlives it */
+	if (r < 0)
+		return die("register the publisher", r);
 	for (uint64_t i = 0; i < d->messages; i++) {
 		struct zbus_loan l;
 

@@ -23,6 +23,7 @@
 #include "ctl.h"
 #include "fdpass.h"
 #include "sockpath.h"
+#include "pub.h"
 #include "sub.h"
 #include "util.h"
 #include "wait.h"
@@ -362,7 +363,7 @@ ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
 		return -EINVAL;
 	if (!p)
 		p = &none;
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < 4; i++)
 		if (p->reserved[i])
 			return -EINVAL;
 	if ((p->flags & ~ZBUS_CREATE_OPEN_EXISTING) ||
@@ -373,6 +374,8 @@ ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
 	cp.ring_capacity = p->geometry.ring_capacity;
 	cp.arena_bytes = p->geometry.arena_bytes;
 	cp.max_subscribers = p->geometry.max_subscribers;
+	cp.max_publishers = p->geometry.max_publishers;
+	cp.unblock_timeout_ms = p->unblock_timeout_ms;
 	cp.default_policy = p->default_policy;
 	cp.mode = p->mode ? p->mode : 0600;
 	cr.name = (char *)name;
@@ -428,6 +431,8 @@ static void to_stat(const Zbusctl__ChannelInfo *ci,
 		st->max_msg_size = p->max_msg_size;
 		st->ring_capacity = p->ring_capacity;
 		st->max_subscribers = p->max_subscribers;
+		st->max_publishers = p->max_publishers;
+		st->unblock_timeout_ms = p->unblock_timeout_ms;
 		st->mode = p->mode;
 		st->arena_bytes = p->arena_bytes;
 		st->default_policy = p->default_policy;
@@ -438,6 +443,7 @@ static void to_stat(const Zbusctl__ChannelInfo *ci,
 	st->owner_gid = ci->owner_gid;
 	st->publishers = ci->publishers;
 	st->subscribers = ci->subscribers;
+	st->reclaimed = ci->reclaimed;
 }
 
 ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,
@@ -529,6 +535,21 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
 	zb_sub_identity(sub, &sb.slot, &sb.word);
 	req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
 	req.subscribe = &sb;
+	return request_status(c, &req);
+}
+
+ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
+				       const struct zbus_pub *pub)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
+
+	if (!c || !pub || !zb_ctl_name_valid(name))
+		return -EINVAL;
+	rp.name = (char *)name;
+	zb_pub_identity(pub, &rp.slot, &rp.word);
+	req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
+	req.register_publisher = &rp;
 	return request_status(c, &req);
 }
 

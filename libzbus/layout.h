@@ -17,6 +17,9 @@
  *   |                                      |  producer futex: subscribers
  *   +--------------------------------------+  hdr.subs_off
  *   | struct zb_sub_slot  × max_subs 128 B |  each written by its subscriber
+ *   +--------------------------------------+  hdr.pubs_off
+ *   | struct zb_pub_slot  × max_pubs 128 B |  each written by its publisher:
+ *   |                                      |  the loans it holds
  *   +--------------------------------------+  hdr.ring_off
  *   | struct zb_desc × ring_capacity  32 B |  message descriptors (seqlock)
  *   +--------------------------------------+  hdr.arena_off (page aligned)
@@ -44,13 +47,15 @@
 		       #type "." #field)
 
 #define ZB_LAYOUT_MAGIC 0x314e48435355425aull /* "ZBUSCHN1" little-endian */
-#define ZB_LAYOUT_MAJOR 1
+/* 2: publisher slots, and commit words that the broker may pad. */
+#define ZB_LAYOUT_MAJOR 2
 #define ZB_LAYOUT_MINOR 0
 #define ZB_INCOMPAT_KNOWN 0ull /* no incompat feature defined yet */
 
 #define ZB_CACHELINE 64
 #define ZB_ARENA_ALIGN 64u       /* payload start alignment */
 #define ZB_MAX_SUBS 256u         /* sleepers bitmap has 4 words */
+#define ZB_MAX_PUBS 1024u
 #define ZB_MAX_CAPACITY (1u << 24)
 #define ZB_MAX_MSG_SIZE (1u << 30)
 #define ZB_MAX_ARENA (1ull << 36)
@@ -64,7 +69,7 @@
  *  | magic | maj|min|hsz | incompat | compat | seg_size | ctl_off|ctl_size
  *  64      72      80      88      96                             128
  *  | subs_off|max_subs | ring_off|ring_cap | arena_off | arena_size |
- *  | max_msg|slot_sz | desc_sz|rsvd  | reserved ...                  |
+ *  | max_msg|slot_sz | desc_sz|pubs_off | max_pubs|pslot_sz| reserved   |
  */
 struct zb_shm_hdr {
 	uint64_t magic;             /*   0 ZB_LAYOUT_MAGIC */
@@ -85,8 +90,10 @@ struct zb_shm_hdr {
 	uint32_t max_msg_size;      /*  80 largest loan */
 	uint32_t slot_size;         /*  84 sizeof(struct zb_sub_slot) */
 	uint32_t desc_size;         /*  88 sizeof(struct zb_desc) */
-	uint32_t reserved0;         /*  92 zero */
-	uint8_t reserved[32];       /*  96 zero */
+	uint32_t pubs_off;          /*  92 struct zb_pub_slot[max_pubs] */
+	uint32_t max_pubs;          /*  96 1..ZB_MAX_PUBS */
+	uint32_t pub_slot_size;     /* 100 sizeof(struct zb_pub_slot) */
+	uint8_t reserved[24];       /* 104 zero */
 };
 _Static_assert(sizeof(struct zb_shm_hdr) == 128, "zb_shm_hdr size");
 ZB_FIELD(zb_shm_hdr, magic, 0, 8);
@@ -107,8 +114,10 @@ ZB_FIELD(zb_shm_hdr, arena_size, 72, 8);
 ZB_FIELD(zb_shm_hdr, max_msg_size, 80, 4);
 ZB_FIELD(zb_shm_hdr, slot_size, 84, 4);
 ZB_FIELD(zb_shm_hdr, desc_size, 88, 4);
-ZB_FIELD(zb_shm_hdr, reserved0, 92, 4);
-ZB_FIELD(zb_shm_hdr, reserved, 96, 32);
+ZB_FIELD(zb_shm_hdr, pubs_off, 92, 4);
+ZB_FIELD(zb_shm_hdr, max_pubs, 96, 4);
+ZB_FIELD(zb_shm_hdr, pub_slot_size, 100, 4);
+ZB_FIELD(zb_shm_hdr, reserved, 104, 24);
 
 /*
  * struct zb_ctl - channel-wide control words.
@@ -197,6 +206,41 @@ ZB_FIELD(zb_sub_slot, wait_seq, 32, 8);
 ZB_FIELD(zb_sub_slot, gen, 40, 8);
 ZB_FIELD(zb_sub_slot, reserved, 48, 80);
 
+/*
+ * Publisher slots. A publisher takes one at start (same state word and
+ * generation scheme as subscriber slots) and records in it every loan it
+ * holds, so that when it dies the broker pads exactly those sequence
+ * numbers and the stream goes on (see reclaim.c).
+ */
+#define ZB_PUB_LOANS 14u           /* loans recorded per publisher */
+#define ZB_PUB_SLOT_EXCLUSIVE 0x1u /* it holds ZB_PUB_EXCLUSIVE_MARK */
+
+/*
+ * struct zb_pub_slot - one publisher, written by it alone (the broker
+ * reads it once the publisher is dead and frees it with a CAS on state).
+ *
+ *  0      4       8      12     16                                  128
+ *  | state| flags | pid  | id   | loans[14]: seq + 1 of a loan, 0 empty |
+ *
+ * A loan is recorded before its claim becomes visible (exclusive
+ * publishers) or right after the claim CAS succeeds (shared ones: a
+ * publisher killed between the two leaves a claim no slot names, which
+ * the broker's stuck-claim timeout pads), and cleared after its commit.
+ */
+struct zb_pub_slot {
+	uint32_t state;   /*   0 ZB_SLOT_* | generation */
+	uint32_t flags;   /*   4 ZB_PUB_SLOT_* */
+	uint32_t pid;     /*   8 informational only, never trusted */
+	uint32_t pub_id;  /*  12 the id in its descriptors */
+	uint64_t loans[ZB_PUB_LOANS]; /* 16 */
+};
+_Static_assert(sizeof(struct zb_pub_slot) == 128, "zb_pub_slot size");
+ZB_FIELD(zb_pub_slot, state, 0, 4);
+ZB_FIELD(zb_pub_slot, flags, 4, 4);
+ZB_FIELD(zb_pub_slot, pid, 8, 4);
+ZB_FIELD(zb_pub_slot, pub_id, 12, 4);
+ZB_FIELD(zb_pub_slot, loans, 16, 112);
+
 /* Descriptor flags. */
 #define ZB_DESC_ABANDONED 0x1u /* loan given back: no message */
 #define ZB_DESC_KNOWN_FLAGS ZB_DESC_ABANDONED
@@ -207,11 +251,17 @@ ZB_FIELD(zb_sub_slot, reserved, 48, 80);
  *  0          8          16       20      24       28      32
  *  | commit   | pos      | length | flags | pub_id | rsvd  |
  *
- * commit is seq + 1 once message seq is published (0: never used). A
- * reader that loads commit == e + 1 before and after reading the fields,
- * and then finds claim_seq <= e + ring_capacity (the slot not claimed
- * again), has a consistent copy of message e.
+ * commit is seq + 1 once message seq is published (0: never used), or
+ * ZB_COMMIT_PADDED | (seq + 1) when the broker took the claim back from a
+ * dead or stuck producer (then no other field means anything). A commit
+ * only ever moves forward, by CAS: the producer's publish and the broker's
+ * pad race for it and exactly one wins. A reader that loads commit ==
+ * e + 1 before and after reading the fields, and then finds claim_seq <=
+ * e + ring_capacity (the slot not claimed again), has a consistent copy of
+ * message e.
  */
+#define ZB_COMMIT_PADDED (1ull << 63)
+#define ZB_COMMIT_SEQ(c) ((c) & ~ZB_COMMIT_PADDED) /* seq + 1, or 0 */
 struct zb_desc {
 	uint64_t commit;   /*  0 seq + 1 once published */
 	uint64_t pos;      /*  8 arena position of the payload's first byte */
@@ -242,6 +292,8 @@ struct zb_geometry {
 	uint32_t ring_off;
 	uint32_t ring_capacity;
 	uint32_t max_msg_size;
+	uint32_t pubs_off;
+	uint32_t max_pubs;
 	uint16_t version_major;
 	uint16_t version_minor;
 };

@@ -41,6 +41,13 @@ uint32_t zb_live_slot_word(const struct zbus_channel *ch, uint32_t idx)
 	return zb_load32_acquire(&ch->seg.slots[idx].state);
 }
 
+uint32_t zb_live_pub_word(const struct zbus_channel *ch, uint32_t idx)
+{
+	if (idx >= ch->seg.g.max_pubs)
+		return 0;
+	return zb_load32_acquire(&ch->seg.pubs[idx].state);
+}
+
 int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word)
 {
 	return zb_ring_free_slot(&ch->seg, idx, word);

@@ -27,6 +27,8 @@ struct zb_live {
 void zb_live_read(const struct zbus_channel *ch, struct zb_live *out);
 /* The state word of subscriber slot @idx (0 if out of range). */
 uint32_t zb_live_slot_word(const struct zbus_channel *ch, uint32_t idx);
+/* The state word of publisher slot @idx (0 if out of range). */
+uint32_t zb_live_pub_word(const struct zbus_channel *ch, uint32_t idx);
 /* Free slot @idx if it still holds @word (see zb_ring_free_slot()). */
 int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "channel.h"
+#include "pub.h"
 #include "ring.h"
 #include "util.h"
 #include "wait.h"
@@ -40,12 +41,15 @@ static int track_loan(struct zbus_pub *p, const struct zb_claim *c)
 	return 0;
 }
 
-/* Return: 0, or -EINVAL when @seq is not an outstanding loan of @p. */
-static int untrack_loan(struct zbus_pub *p, uint64_t seq)
+/* Take loan @seq off the list into @c (our copy: the caller's struct is
+ * not trusted). Return: 0, or -EINVAL when @seq is not an outstanding
+ * loan of @p. */
+static int untrack_loan(struct zbus_pub *p, uint64_t seq, struct zb_claim *c)
 {
 	for (size_t i = 0; i < p->nloans; i++) {
 		if (p->loans[i].seq != seq)
 			continue;
+		*c = p->loans[i];
 		memmove(&p->loans[i], &p->loans[i + 1],
 			(p->nloans - i - 1) * sizeof(*p->loans));
 		p->nloans--;
@@ -147,10 +151,7 @@ static int take_loan(struct zbus_pub *pub, const struct zbus_loan *loan,
 {
 	if (!pub || !loan || loan->priv[1] != (LOAN_TAG << 24 | pub->ring.id))
 		return -EINVAL;
-	c->seq = loan->seq;
-	c->pos = loan->priv[0];
-	c->size = loan->size;
-	return untrack_loan(pub, c->seq);
+	return untrack_loan(pub, loan->seq, c);
 }
 
 ZBUS_EXPORT int zbus_pub_publish(struct zbus_pub *pub, struct zbus_loan *loan,
@@ -159,14 +160,17 @@ ZBUS_EXPORT int zbus_pub_publish(struct zbus_pub *pub, struct zbus_loan *loan,
 	struct zb_claim c;
 	int r;
 
-	if (loan && size > loan->size)
-		return -EINVAL;
 	r = take_loan(pub, loan, &c);
 	if (r < 0)
 		return r;
-	zb_ring_commit(&pub->ring, &c, (uint32_t)size, 0);
-	loan->priv[1] = 0; /* spent: a second publish is refused */
-	return 0;
+	if (size > c.size) {
+		/* Still outstanding: there is room, we just took it off. */
+		track_loan(pub, &c);
+		return -EINVAL;
+	}
+	/* Spent either way: a second publish is refused. */
+	loan->priv[1] = 0;
+	return zb_ring_commit(&pub->ring, &c, (uint32_t)size, 0);
 }
 
 ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan)
@@ -176,9 +180,8 @@ ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan)
 
 	if (r < 0)
 		return r;
-	zb_ring_commit(&pub->ring, &c, 0, ZB_DESC_ABANDONED);
 	loan->priv[1] = 0;
-	return 0;
+	return zb_ring_commit(&pub->ring, &c, 0, ZB_DESC_ABANDONED);
 }
 
 ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
@@ -216,4 +219,11 @@ ZBUS_EXPORT int zbus_pub_send(struct zbus_pub *pub, const void *data,
 	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
 
 	return zbus_pub_sendv(pub, &iov, 1);
+}
+
+void zb_pub_identity(const struct zbus_pub *pub, uint32_t *slot,
+		     uint32_t *word)
+{
+	*slot = pub->ring.slot_idx;
+	*word = pub->ring.slot_word;
 }

@@ -14,9 +14,12 @@
 /* Private state of one publisher. */
 struct zb_ring_pub {
 	struct zb_segment *seg;
+	struct zb_pub_slot *slot; /* where our loans are recorded */
+	uint32_t slot_idx;
+	uint32_t slot_word;   /* our state word: ACTIVE | generation */
+	uint32_t loans_used;  /* bit i: slot->loans[i] records a loan */
 	uint32_t id;
 	int exclusive;      /* sole publisher: claims with plain stores */
-	int fence;          /* no asymmetric fence here: fence each commit */
 	uint64_t limit_seq; /* claims with seq < limit_seq are safe */
 	uint64_t limit_pos; /* claims ending at or before limit_pos are safe */
 	uint64_t next_seq;  /* exclusive: the claim, kept privately */
@@ -27,12 +30,15 @@ struct zb_claim {
 	uint64_t seq;
 	uint64_t pos;  /* payload start */
 	uint64_t size; /* bytes loaned */
+	uint32_t rec;  /* index + 1 of its record in our slot; 0: none */
 };
 
 /*
- * zb_ring_pub_init() - register a publisher on @seg.
+ * zb_ring_pub_init() - register a publisher on @seg: take a publisher
+ * slot and count ourselves in ctl->publishers.
  * Return: 0; -EBUSY when @exclusive is asked while another publisher
- * exists, or when an exclusive one owns the channel.
+ * exists, or when an exclusive one owns the channel; -ENOSPC when every
+ * publisher slot is taken.
  */
 int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
 		     int exclusive);
@@ -44,9 +50,24 @@ void zb_ring_pub_fini(struct zb_ring_pub *p);
  * keeps changing under us far beyond any real contention.
  */
 int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c);
-/* Make @c's descriptor visible with @len bytes and @flags, wake sleepers. */
-void zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
-		    uint32_t len, uint32_t flags);
+/*
+ * zb_ring_commit() - make @c's descriptor visible with @len bytes and
+ * @flags, wake sleepers, and forget the loan's record.
+ * Return: 0; -ECANCELED when the commit word already says seq or later
+ * (the broker padded the claim, or a later lap overtook it): nothing of
+ * ours is visible; -EBUSY when the commit word keeps changing under us (a
+ * peer scribbling on it).
+ */
+int zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
+		   uint32_t len, uint32_t flags);
+/* Is commit word @v at or past seq + 1 == @want (padded or not)? */
+static inline int zb_commit_reached(uint64_t v, uint64_t want)
+{
+	return (int64_t)(ZB_COMMIT_SEQ(v) - want) >= 0;
+}
+
+/* Wake the subscribers asleep waiting for a seq <= @seq. */
+void zb_ring_wake_sleepers(struct zb_segment *seg, uint64_t seq);
 /*
  * zb_ring_wait_room() - sleep until a subscriber releases or @deadline.
  * Return: 0 (retry the claim); -ETIMEDOUT.
@@ -58,7 +79,8 @@ int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size,
 enum zb_read {
 	ZB_READ_MSG,       /* a message: fields filled */
 	ZB_READ_EMPTY,     /* nothing published yet */
-	ZB_READ_SKIPPED,   /* abandoned loan or lossy overrun: look again */
+	ZB_READ_SKIPPED,   /* abandoned or padded loan, lossy overrun: look
+			    * again */
 	ZB_READ_BAD,       /* descriptor failed validation, skipped */
 };
 
@@ -84,7 +106,7 @@ struct zb_ring_sub {
 	uint64_t oldest_pos;   /* payload start of the oldest held message */
 	uint64_t holding;      /* messages handed out since last release */
 	uint64_t pending_missed;
-	uint64_t received, missed, bad, abandoned;
+	uint64_t received, missed, bad, abandoned, reclaimed;
 	int fence; /* no asymmetric fence here: fence each release */
 };
 

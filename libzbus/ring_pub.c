@@ -15,9 +15,17 @@
  * arena holds at least two maximum messages so pad + message always fits.
  *
  * Publishing is a seqlock write on the descriptor: the publish writes the
- * fields and then release-stores commit = seq + 1. The claim that precedes
- * it (a full barrier, or a store-store fence for an exclusive publisher)
- * is what marks the slot's previous occupant as being overwritten.
+ * fields and then CASes commit from the slot's older value to seq + 1. The
+ * claim that precedes it (a full barrier, or a store-store fence for an
+ * exclusive publisher) is what marks the slot's previous occupant as being
+ * overwritten. The commit is a CAS, not a store, because the broker may
+ * take a claim back (reclaim.c): a commit only moves forward and exactly
+ * one of the publisher and the broker wins it. Being a locked
+ * instruction, it is also the publisher's half of the Dekker with
+ * sleeping subscribers.
+ *
+ * Each publisher records the loans it holds in its publisher slot, so that
+ * the broker can pad exactly those when the publisher dies.
  *
  * Invariants:
  *  1. claim_seq and claim_pos only grow, and only by a successful CAS16.
@@ -43,6 +51,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 #include "wait.h"
@@ -53,17 +62,57 @@
  * handful of producers fails a few times, not a million. */
 #define CLAIM_MAX_TRIES (1u << 20)
 
+/* Take a free publisher slot; it becomes ACTIVE in publish_slot(). */
+static int take_slot(struct zb_ring_pub *p)
+{
+	struct zb_segment *seg = p->seg;
+
+	for (uint32_t i = 0; i < seg->g.max_pubs; i++) {
+		struct zb_pub_slot *sl = &seg->pubs[i];
+		uint32_t w = zb_load32(&sl->state), gen;
+
+		/* A new generation with the slot, as for subscriber slots:
+		 * the broker frees exactly the publisher it watches. */
+		gen = (w & ~ZB_SLOT_STATE_MASK) + ZB_SLOT_GEN_ONE;
+		if ((w & ZB_SLOT_STATE_MASK) != ZB_SLOT_FREE ||
+		    !zb_cas32(&sl->state, w, gen | ZB_SLOT_JOINING))
+			continue;
+		for (uint32_t j = 0; j < ZB_PUB_LOANS; j++)
+			zb_store64(&sl->loans[j], 0);
+		zb_store32(&sl->pid, (uint32_t)getpid());
+		p->slot = sl;
+		p->slot_idx = i;
+		p->slot_word = gen | ZB_SLOT_ACTIVE;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+/* Give back a slot taken by take_slot() that never became ACTIVE. */
+static void drop_slot(struct zb_ring_pub *p)
+{
+	uint32_t gen = p->slot_word & ~ZB_SLOT_STATE_MASK;
+
+	zb_cas32(&p->slot->state, gen | ZB_SLOT_JOINING, gen);
+}
+
 int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
 		     int exclusive)
 {
 	uint32_t *pubs = &seg->ctl->publishers;
+	int r;
 
 	memset(p, 0, sizeof(*p));
 	p->seg = seg;
 	p->exclusive = exclusive;
+	r = take_slot(p);
+	if (r < 0)
+		return r;
 	if (exclusive) {
-		if (!zb_cas32(pubs, 0, ZB_PUB_EXCLUSIVE_MARK))
+		if (!zb_cas32(pubs, 0, ZB_PUB_EXCLUSIVE_MARK)) {
+			drop_slot(p);
 			return -EBUSY;
+		}
 		/* Only we write the claim from now on: keep it privately,
 		 * so a peer scribbling on it cannot steer our writes. */
 		p->next_seq = zb_load64_acquire(&seg->ctl->claim_seq);
@@ -72,16 +121,24 @@ int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
 		for (;;) { /* lock-free: fails only if the count moved */
 			uint32_t n = zb_load32(pubs);
 
-			if (n & ZB_PUB_EXCLUSIVE_MARK)
+			if (n & ZB_PUB_EXCLUSIVE_MARK) {
+				drop_slot(p);
 				return -EBUSY;
+			}
 			if (zb_cas32(pubs, n, n + 1))
 				break;
 		}
 	}
-	p->fence = !zb_membarrier_register();
+	/* Subscribers about to sleep issue a membarrier that our commit's
+	 * CAS does not need, but our process must be registered for it. */
+	zb_membarrier_register();
 	/* Ids are informational; 0 is never handed out so that a zeroed
 	 * descriptor is recognisable. */
 	p->id = zb_fetch_add32(&seg->ctl->next_pub_id, 1) + 1;
+	zb_store32(&p->slot->pub_id, p->id);
+	zb_store32(&p->slot->flags, exclusive ? ZB_PUB_SLOT_EXCLUSIVE : 0);
+	/* Release: the broker that reads an ACTIVE slot sees its fields. */
+	zb_store32_release(&p->slot->state, p->slot_word);
 	return 0;
 }
 
@@ -89,10 +146,36 @@ void zb_ring_pub_fini(struct zb_ring_pub *p)
 {
 	uint32_t *pubs = &p->seg->ctl->publishers;
 
+	/* Whoever frees the slot (we, or the broker after our death) fixes
+	 * the count, exactly once. */
+	if (!zb_cas32(&p->slot->state, p->slot_word,
+		      p->slot_word & ~ZB_SLOT_STATE_MASK))
+		return;
 	if (p->exclusive)
 		zb_cas32(pubs, ZB_PUB_EXCLUSIVE_MARK, 0);
 	else
 		zb_fetch_add32(pubs, (uint32_t)-1);
+}
+
+/* Record a loan of @seq in our slot; return its index + 1, 0 if full. */
+static uint32_t record_loan(struct zb_ring_pub *p, uint64_t seq)
+{
+	uint32_t i;
+
+	if (p->loans_used == (1u << ZB_PUB_LOANS) - 1)
+		return 0; /* untracked: the broker's timeout covers it */
+	i = (uint32_t)__builtin_ctz(~p->loans_used);
+	p->loans_used |= 1u << i;
+	zb_store64(&p->slot->loans[i], seq + 1);
+	return i + 1;
+}
+
+static void forget_loan(struct zb_ring_pub *p, uint32_t rec)
+{
+	if (!rec)
+		return;
+	zb_store64(&p->slot->loans[rec - 1], 0);
+	p->loans_used &= ~(1u << (rec - 1));
 }
 
 static void load_claim(const struct zb_ctl *ctl, uint64_t *seq, uint64_t *pos)
@@ -216,9 +299,12 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 				return -EAGAIN;
 		}
 		if (p->exclusive) {
-			/* Sole writer of the claim: plain stores. pos first
-			 * and a store-store fence before anything of the
-			 * message is written (invariant 4). */
+			/* Sole writer of the claim: plain stores. The record
+			 * first, so that no instant has the claim visible
+			 * and unrecorded; pos before seq, and a store-store
+			 * fence before anything of the message is written
+			 * (invariant 4). */
+			c->rec = record_loan(p, seq);
 			zb_store64(&ctl->claim_pos, end);
 			zb_store64_release(&ctl->claim_seq, seq + 1);
 			zb_fence_write();
@@ -226,6 +312,8 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 			p->next_pos = end;
 		}
 		if (p->exclusive || cas_claim(ctl, seq, pos, seq + 1, end)) {
+			if (!p->exclusive)
+				c->rec = record_loan(p, seq);
 			/*
 			 * No busy mark in the descriptor: the claim itself,
 			 * ordered before every write of the message, tells a
@@ -243,11 +331,10 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 	}
 }
 
-/* Wake the subscribers asleep waiting for a seq <= @seq. */
-static void wake_sleepers(struct zb_ring_pub *p, uint64_t seq)
+void zb_ring_wake_sleepers(struct zb_segment *seg, uint64_t seq)
 {
-	const struct zb_geometry *g = &p->seg->g;
-	struct zb_ctl *ctl = p->seg->ctl;
+	const struct zb_geometry *g = &seg->g;
+	struct zb_ctl *ctl = seg->ctl;
 
 	for (uint32_t w = 0; w * 64 < g->max_subs; w++) {
 		uint64_t bits = zb_load64(&ctl->sleepers[w]);
@@ -260,7 +347,7 @@ static void wake_sleepers(struct zb_ring_pub *p, uint64_t seq)
 			bits &= bits - 1;
 			if (i >= g->max_subs)
 				break;
-			sl = &p->seg->slots[i];
+			sl = &seg->slots[i];
 			ws = zb_load64(&sl->wait_seq);
 			if (!ws || (int64_t)(seq - (ws - 1)) < 0)
 				continue; /* awake, or waits for later */
@@ -278,29 +365,48 @@ static void wake_sleepers(struct zb_ring_pub *p, uint64_t seq)
 	}
 }
 
-void zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
-		    uint32_t len, uint32_t flags)
+int zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
+		   uint32_t len, uint32_t flags)
 {
 	const struct zb_geometry *g = &p->seg->g;
 	struct zb_desc *d = &p->seg->ring[c->seq & (g->ring_capacity - 1)];
+	uint64_t want = c->seq + 1, v = zb_load64_acquire(&d->commit);
+	int r = -EBUSY;
 
+	if (zb_commit_reached(v, want)) {
+		r = -ECANCELED;
+		goto out;
+	}
 	zb_store64(&d->pos, c->pos);
 	zb_store32(&d->length, len);
 	zb_store32(&d->flags, flags);
 	zb_store32(&d->pub_id, p->id);
 	zb_store32(&d->reserved, 0);
-	/* Release pairs with the acquire of commit in zb_ring_read(): the
-	 * fields and the payload are visible before the commit is. */
-	zb_store64_release(&d->commit, c->seq + 1);
-	/* Dekker with zb_ring_sleep(): our commit before our load of the
-	 * sleepers, their announcement before their re-check of commit. The
-	 * sleeper's membarrier supplies our half of it, unless this process
-	 * could not register for it. */
-	if (p->fence)
-		zb_fence_full();
-	else
-		AO_compiler_barrier();
-	wake_sleepers(p, c->seq);
+	/*
+	 * Full barrier, pairs with the acquire of commit in zb_ring_read():
+	 * the fields and the payload are visible before the commit is. It is
+	 * also our half of the Dekker with zb_ring_sleep(): our commit before
+	 * our load of the sleepers. A failure means the word moved: forward
+	 * (padded or overtaken: we lost it), or a peer scribbling (bounded).
+	 */
+	for (int tries = 0; tries < 64; tries++) {
+		if (zb_cas64(&d->commit, v, want)) {
+			r = 0;
+			break;
+		}
+		v = zb_load64_acquire(&d->commit);
+		if (zb_commit_reached(v, want)) {
+			r = -ECANCELED;
+			break;
+		}
+	}
+out:
+	/* After the commit: a record of a committed loan is harmless (the
+	 * broker's pad CAS fails), a missing record of an open one is not. */
+	forget_loan(p, c->rec);
+	if (r == 0)
+		zb_ring_wake_sleepers(p->seg, c->seq);
+	return r;
 }
 
 int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)

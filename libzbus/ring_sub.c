@@ -116,6 +116,7 @@ static int overrun(const struct zb_ring_sub *s, uint64_t seq, uint64_t commit)
 	uint64_t claim = zb_load64_acquire(&s->seg->ctl->claim_seq);
 	uint64_t ahead = claim - seq;
 
+	commit = ZB_COMMIT_SEQ(commit);
 	if (commit && (int64_t)((commit - 1) - seq) > 0)
 		return 1; /* the slot already holds a later message */
 	return ahead > s->seg->g.ring_capacity && ahead < (1ull << 63);
@@ -137,7 +138,7 @@ int zb_ring_ready(const struct zb_ring_sub *s, uint64_t seq)
 {
 	uint64_t c = zb_load64_acquire(&desc_of(s, seq)->commit);
 
-	if (c == seq + 1)
+	if (c == seq + 1 || c == (ZB_COMMIT_PADDED | (seq + 1)))
 		return 1;
 	return s->policy == ZBUS_LOSSY && overrun(s, seq, c);
 }
@@ -190,6 +191,15 @@ enum zb_read zb_ring_read(struct zb_ring_sub *s, struct zb_ring_msg *m)
 
 	/* Acquire pairs with the release of commit in zb_ring_commit(). */
 	c1 = zb_load64_acquire(&d->commit);
+	if (c1 == (ZB_COMMIT_PADDED | (e + 1))) {
+		/* The broker took this claim back from a dead or stuck
+		 * producer: a loss, with no payload and no arena range we
+		 * know of (the next message's release covers it). */
+		s->reclaimed++;
+		s->pending_missed++;
+		s->read_seq = e + 1;
+		return ZB_READ_SKIPPED;
+	}
 	if (c1 != e + 1) {
 		if (s->policy == ZBUS_LOSSY && overrun(s, e, c1)) {
 			skip_ahead(s);

@@ -29,6 +29,7 @@
 #define DEFAULT_MAX_MSG (64u * 1024)
 #define DEFAULT_CAPACITY 1024u
 #define DEFAULT_SUBS 64u
+#define DEFAULT_PUBS 64u
 
 static int reserved_zero(const uint64_t *r, size_t n)
 {
@@ -46,7 +47,7 @@ int zb_geometry_from_opts(const struct zbus_channel_opts *opts,
 
 	if (opts)
 		o = *opts;
-	if (o.reserved0 || !reserved_zero(o.reserved, 4))
+	if (!reserved_zero(o.reserved, 4))
 		return -EINVAL;
 	if (!o.max_msg_size)
 		o.max_msg_size = DEFAULT_MAX_MSG;
@@ -54,9 +55,12 @@ int zb_geometry_from_opts(const struct zbus_channel_opts *opts,
 		o.ring_capacity = DEFAULT_CAPACITY;
 	if (!o.max_subscribers)
 		o.max_subscribers = DEFAULT_SUBS;
+	if (!o.max_publishers)
+		o.max_publishers = DEFAULT_PUBS;
 	if (o.max_msg_size > ZB_MAX_MSG_SIZE ||
 	    o.ring_capacity > ZB_MAX_CAPACITY || o.ring_capacity < 2 ||
-	    o.max_subscribers > ZB_MAX_SUBS || o.arena_bytes > ZB_MAX_ARENA)
+	    o.max_subscribers > ZB_MAX_SUBS ||
+	    o.max_publishers > ZB_MAX_PUBS || o.arena_bytes > ZB_MAX_ARENA)
 		return -EINVAL;
 
 	msg_aligned = zb_align_up(o.max_msg_size, ZB_ARENA_ALIGN);
@@ -85,9 +89,11 @@ int zb_geometry_from_opts(const struct zbus_channel_opts *opts,
 	g->max_msg_size = o.max_msg_size;
 	g->ring_capacity = (uint32_t)zb_round_pow2_64(o.ring_capacity);
 	g->max_subs = o.max_subscribers;
+	g->max_pubs = o.max_publishers;
 	g->ctl_off = sizeof(struct zb_shm_hdr);
 	g->subs_off = g->ctl_off + sizeof(struct zb_ctl);
-	g->ring_off = g->subs_off + g->max_subs * sizeof(struct zb_sub_slot);
+	g->pubs_off = g->subs_off + g->max_subs * sizeof(struct zb_sub_slot);
+	g->ring_off = g->pubs_off + g->max_pubs * sizeof(struct zb_pub_slot);
 	ring_end = g->ring_off + (uint64_t)g->ring_capacity *
 					 sizeof(struct zb_desc);
 	g->arena_off = zb_align_up(ring_end, PAGE);
@@ -99,7 +105,7 @@ int zb_geometry_from_opts(const struct zbus_channel_opts *opts,
 int zb_layout_validate(const struct zb_shm_hdr *h, uint64_t file_size,
 		       struct zb_geometry *g)
 {
-	uint64_t subs_end, ring_end;
+	uint64_t subs_end, pubs_end, ring_end;
 
 	if (h->magic != ZB_LAYOUT_MAGIC)
 		return -EBADMSG;
@@ -110,6 +116,7 @@ int zb_layout_validate(const struct zb_shm_hdr *h, uint64_t file_size,
 	if (h->hdr_size < sizeof(*h) || h->segment_size != file_size)
 		return -EBADMSG;
 	if (h->slot_size != sizeof(struct zb_sub_slot) ||
+	    h->pub_slot_size != sizeof(struct zb_pub_slot) ||
 	    h->desc_size != sizeof(struct zb_desc))
 		return -EBADMSG;
 	/* Regions in order, aligned, none overlapping the next. */
@@ -121,9 +128,13 @@ int zb_layout_validate(const struct zb_shm_hdr *h, uint64_t file_size,
 	    h->subs_off < (uint64_t)h->ctl_off + h->ctl_size)
 		return -EBADMSG;
 	subs_end = h->subs_off + (uint64_t)h->max_subs * h->slot_size;
+	if (h->max_pubs < 1 || h->max_pubs > ZB_MAX_PUBS ||
+	    h->pubs_off % ZB_CACHELINE || h->pubs_off < subs_end)
+		return -EBADMSG;
+	pubs_end = h->pubs_off + (uint64_t)h->max_pubs * h->pub_slot_size;
 	if (!zb_is_pow2_64(h->ring_capacity) || h->ring_capacity < 2 ||
 	    h->ring_capacity > ZB_MAX_CAPACITY || h->ring_off % ZB_CACHELINE ||
-	    h->ring_off < subs_end)
+	    h->ring_off < pubs_end)
 		return -EBADMSG;
 	ring_end = h->ring_off + (uint64_t)h->ring_capacity * h->desc_size;
 	if (!zb_is_pow2_64(h->arena_size) || h->arena_size > ZB_MAX_ARENA ||
@@ -141,6 +152,8 @@ int zb_layout_validate(const struct zb_shm_hdr *h, uint64_t file_size,
 	g->ctl_off = h->ctl_off;
 	g->subs_off = h->subs_off;
 	g->max_subs = h->max_subs;
+	g->pubs_off = h->pubs_off;
+	g->max_pubs = h->max_pubs;
 	g->ring_off = h->ring_off;
 	g->ring_capacity = h->ring_capacity;
 	g->max_msg_size = h->max_msg_size;
@@ -153,6 +166,7 @@ static void set_regions(struct zb_segment *seg)
 {
 	seg->ctl = (struct zb_ctl *)(seg->base + seg->g.ctl_off);
 	seg->slots = (struct zb_sub_slot *)(seg->base + seg->g.subs_off);
+	seg->pubs = (struct zb_pub_slot *)(seg->base + seg->g.pubs_off);
 	seg->ring = (struct zb_desc *)(seg->base + seg->g.ring_off);
 	seg->arena = seg->base + seg->g.arena_off;
 }
@@ -199,6 +213,9 @@ int zb_segment_create(const char *name, const struct zb_geometry *g,
 	h->ctl_size = sizeof(struct zb_ctl);
 	h->subs_off = g->subs_off;
 	h->max_subs = g->max_subs;
+	h->pubs_off = g->pubs_off;
+	h->max_pubs = g->max_pubs;
+	h->pub_slot_size = sizeof(struct zb_pub_slot);
 	h->ring_off = g->ring_off;
 	h->ring_capacity = g->ring_capacity;
 	h->arena_off = g->arena_off;

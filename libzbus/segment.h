@@ -20,6 +20,7 @@ struct zb_segment {
 	struct zb_geometry g;      /* validated private copy: trust this */
 	struct zb_ctl *ctl;
 	struct zb_sub_slot *slots;
+	struct zb_pub_slot *pubs;
 	struct zb_desc *ring;
 	uint8_t *arena;
 };

@@ -247,6 +247,7 @@ ZBUS_EXPORT int zbus_sub_stats(const struct zbus_sub *sub,
 		.missed = sub->ring.missed,
 		.bad = sub->ring.bad,
 		.abandoned = sub->ring.abandoned,
+		.reclaimed = sub->ring.reclaimed,
 	};
 	return 0;
 }

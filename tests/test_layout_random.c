@@ -245,7 +245,8 @@ static const struct field fields[] = {
 	F(ctl_off),	  F(ctl_size),	      F(subs_off),
 	F(max_subs),	  F(ring_off),	      F(ring_capacity),
 	F(arena_off),	  F(arena_size),      F(max_msg_size),
-	F(slot_size),	  F(desc_size),	      F(reserved0),
+	F(slot_size),	  F(desc_size),	      F(pubs_off),
+	F(max_pubs),	  F(pub_slot_size),
 };
 #undef F
 

@@ -59,7 +59,7 @@ struct zbus_sub;
  * @ring_capacity: message descriptors in the ring, rounded up to a power of
  *                 two (0: 1024; 2..2^24). Bounds the messages in flight.
  * @max_subscribers: subscriptions the channel can hold at once (0: 64; ≤256)
- * @reserved0: must be zero
+ * @max_publishers: publishers the channel can hold at once (0: 64; ≤1024)
  * @arena_bytes: payload arena, rounded up to a power of two and to at least
  *               twice the aligned max_msg_size (0: max(4 × max_msg_size,
  *               ring_capacity × 256)). Bounds the bytes in flight.
@@ -69,7 +69,7 @@ struct zbus_channel_opts {
 	uint32_t max_msg_size;
 	uint32_t ring_capacity;
 	uint32_t max_subscribers;
-	uint32_t reserved0;
+	uint32_t max_publishers;
 	uint64_t arena_bytes;
 	uint64_t reserved[4];
 };
@@ -83,7 +83,7 @@ struct zbus_channel_info {
 	uint32_t max_subscribers;
 	uint32_t version_major;
 	uint32_t version_minor;
-	uint32_t reserved0;
+	uint32_t max_publishers;
 	uint64_t arena_bytes;
 	uint64_t segment_bytes;
 };
@@ -181,8 +181,15 @@ struct zbus_loan {
 
 /**
  * zbus_pub_new() - make a publisher on @ch
+ *
+ * The publisher takes one of the channel's publisher slots, where it
+ * records the loans it holds: if the process dies, a broker that watches
+ * it (zbus_conn_register_pub()) takes those loans back so that the stream
+ * goes on; subscribers count them in zbus_sub_stats.reclaimed.
+ *
  * Return: 0; -EINVAL; -ENOMEM; -EBUSY when ZBUS_PUB_EXCLUSIVE is asked
- * while another publisher exists, or another one holds it.
+ * while another publisher exists, or another one holds it; -ENOSPC when
+ * every publisher slot is taken.
  * Thread-safety: any thread; the publisher itself is used by one thread at
  * a time.
  */
@@ -202,7 +209,11 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub);
  * @loan: filled on success
  *
  * Several loans may be outstanding; consumers see messages in loan order,
- * so an old loan that is neither published nor abandoned holds them back.
+ * so an old loan that is neither published nor abandoned holds them back
+ * until the broker takes it back (after the channel's unblock timeout,
+ * see struct zbus_channel_params). The first 14 loans outstanding at once
+ * are recorded for the broker to take back at once if the process dies;
+ * any beyond wait for the timeout.
  *
  * Return: 0; -EMSGSIZE if @size exceeds max_msg_size; -EAGAIN when a
  * reliable subscriber holds the room and the publisher does not wait;
@@ -219,14 +230,18 @@ ZBUS_EXPORT int zbus_pub_loan(struct zbus_pub *pub, size_t size,
  * @size: ≤ loan->size (a loan may be published shorter than reserved)
  *
  * Wakes sleeping subscribers with one syscall only when one is asleep.
- * Return: 0; -EINVAL for a bad loan or size. Wait-free.
+ * Return: 0; -EINVAL for a bad loan or size; -ECANCELED when the loan was
+ * taken back before this call (held past the channel's unblock timeout, or
+ * overtaken a full ring later on a channel without reliable subscribers):
+ * the message is lost and subscribers count it. Lock-free (one CAS).
  */
 ZBUS_EXPORT int zbus_pub_publish(struct zbus_pub *pub, struct zbus_loan *loan,
 				 size_t size);
 
 /**
  * zbus_pub_abandon() - give a loan back unpublished; subscribers skip it
- * Return: 0; -EINVAL for a bad loan. Wait-free.
+ * Return: 0; -EINVAL for a bad loan; -ECANCELED as zbus_pub_publish().
+ * Lock-free.
  */
 ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan);
 
@@ -270,7 +285,9 @@ struct zbus_sub_opts {
  * @seq: channel sequence number
  * @producer: id of the publisher
  * @flags: ZBUS_MSG_* flags
- * @missed: messages this subscriber lost (lossy only) right before this one
+ * @missed: sequence numbers this subscriber lost right before this one:
+ *          overwritten before it read them (lossy only), or loans the
+ *          broker took back from a dead or stuck producer (any policy)
  * @priv: internal
  */
 struct zbus_msg {
@@ -291,7 +308,8 @@ struct zbus_sub_stats {
 	uint64_t missed;    /* lossy: overwritten before they were read */
 	uint64_t bad;       /* rejected descriptors (-EBADMSG) */
 	uint64_t abandoned; /* abandoned loans skipped */
-	uint64_t reserved[4];
+	uint64_t reclaimed; /* loans of dead or stuck producers, padded */
+	uint64_t reserved[3];
 };
 
 /**
@@ -445,6 +463,11 @@ ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *conn);
  * @default_policy: ZBUS_RELIABLE or ZBUS_LOSSY, for tools that subscribe
  *                  without saying
  * @flags: ZBUS_CREATE_OPEN_EXISTING
+ * @unblock_timeout_ms: a loan neither published nor abandoned for this
+ *                      long holds every subscriber back: the broker then
+ *                      takes it back (the publisher's publish gets
+ *                      -ECANCELED). 0: the broker's default (10 s unless
+ *                      zbusd --unblock-timeout says otherwise).
  * @reserved: must be zero
  */
 struct zbus_channel_params {
@@ -452,7 +475,8 @@ struct zbus_channel_params {
 	uint32_t mode;
 	uint32_t default_policy;
 	uint32_t flags;
-	uint32_t reserved[5];
+	uint32_t unblock_timeout_ms;
+	uint32_t reserved[4];
 };
 
 /* Access bits for zbus_conn_open_channel(). */
@@ -507,6 +531,27 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
 				       const struct zbus_sub *sub);
 
 /**
+ * zbus_conn_register_pub() - have the broker take back @pub's loans when
+ * this process dies
+ * @name: the channel @pub was made on (opened through the broker)
+ *
+ * Without it, a killed publisher's open loans hold every subscriber back
+ * until the channel's unblock timeout. With it, the broker watches this
+ * process (a pidfd) and, when it dies, pads the loans @pub recorded (its
+ * first 14 outstanding), frees its publisher slot, and for an exclusive
+ * publisher lets another one in. Subscribers count the padded messages as
+ * lost (zbus_sub_stats.reclaimed). Freeing @pub normally needs nothing
+ * more.
+ *
+ * Return: 0; -ENOENT; -EACCES (no publish right); -ESTALE if @pub's slot
+ * does not hold it; -EDQUOT when the user has too many watches; transport
+ * errors.
+ */
+ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *conn,
+				       const char *name,
+				       const struct zbus_pub *pub);
+
+/**
  * struct zbus_channel_stat - a channel as the broker sees it
  */
 struct zbus_channel_stat {
@@ -523,8 +568,11 @@ struct zbus_channel_stat {
 	uint32_t publishers;
 	uint32_t subscribers;
 	uint32_t default_policy;
+	uint32_t max_publishers;
+	uint64_t reclaimed;   /* claims of dead or stuck producers padded */
+	uint32_t unblock_timeout_ms;
 	uint32_t reserved0;
-	uint64_t reserved[4];
+	uint64_t reserved[2];
 };
 
 /**

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pub.h - what other library files may know of a publisher.
+ */
+#ifndef ZB_PUB_H
+#define ZB_PUB_H
+
+#include <stdint.h>
+
+struct zbus_pub;
+
+/* The publisher slot @pub holds and its state word (ACTIVE|generation). */
+void zb_pub_identity(const struct zbus_pub *pub, uint32_t *slot,
+		     uint32_t *word);
+
+#endif /* ZB_PUB_H */
