@@ -28,6 +28,7 @@ struct zbd_channel {
 	gid_t owner_gid;
 	uint32_t mode;
 	uint32_t default_policy;
+	uint64_t created_unix_ns; /* wall clock: kept across broker restarts */
 	struct zbd_channel *next;
 };
 
