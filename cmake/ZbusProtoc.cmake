@@ -20,7 +20,7 @@ function(zbus_protoc_c proto out_c)
 		COMMENT "protoc-c ${proto}")
 	# Generated code: our warnings are not its author's. A source file
 	# property belongs to the directory that calls this, as it should.
-	set_source_files_properties(${_c} PROPERTIES
-		COMPILE_OPTIONS "-Wno-missing-prototypes;-Wno-unused-parameter")
+	set_source_files_properties(${_c} PROPERTIES COMPILE_OPTIONS
+		"-Wno-missing-prototypes;-Wno-unused-parameter")
 	set(${out_c} ${_c} PARENT_SCOPE)
 endfunction()
