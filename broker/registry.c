@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
 				      const char *name)
@@ -26,6 +27,7 @@ int zbd_registry_create(struct zbd_registry *r, const char *name,
 			struct zbd_channel **out)
 {
 	struct zbd_channel *c;
+	struct timespec now;
 	int ret;
 
 	if (zbd_registry_find(r, name))
@@ -45,6 +47,9 @@ int zbd_registry_create(struct zbd_registry *r, const char *name,
 	c->owner_gid = who->gid;
 	c->mode = mode & 0777;
 	c->default_policy = policy;
+	clock_gettime(CLOCK_REALTIME, &now);
+	c->created_unix_ns = (uint64_t)now.tv_sec * 1000000000u +
+			     (uint64_t)now.tv_nsec;
 	c->next = r->head;
 	r->head = c;
 	r->count++;

@@ -32,6 +32,7 @@ struct zbd_channel {
 	uint32_t unblock_timeout_ms; /* as asked; 0: the registry's default */
 	struct zb_unblock unblock;   /* stuck-claim detection state */
 	uint64_t reclaimed;          /* claims padded */
+	uint64_t created_unix_ns; /* wall clock: kept across broker restarts */
 	struct zbd_channel *next;
 };
 

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * persist.h - the registry saved in a file, so that a broker started after
+ * another died knows the channels its clients still hold.
+ *
+ * Only metadata is saved: the segments live on in the clients' memfds. A
+ * saved channel names its memfd by (st_dev, st_ino), so that a new broker
+ * takes back only the very memfd a client hands it, not one it made up.
+ * The format is zbusd_state.proto.
+ */
+#ifndef ZBD_PERSIST_H
+#define ZBD_PERSIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+
+#define ZBD_PERSIST_VERSION 1             /* State.version written, read */
+#define ZBD_PERSIST_MAX_BYTES (16u << 20) /* larger files are refused */
+
+/* A channel as saved: struct zbd_channel without its mapping. */
+struct zbd_saved_channel {
+	char name[256];
+	uint64_t id;
+	uid_t owner_uid;
+	gid_t owner_gid;
+	uint32_t mode;
+	uint32_t default_policy;
+	uint32_t max_msg_size;
+	uint32_t ring_capacity;
+	uint64_t arena_bytes;
+	uint32_t max_subscribers;
+	uint64_t segment_bytes;
+	uint64_t seg_dev; /* fstat() of the memfd when saved: compare with */
+	uint64_t seg_ino; /* (uint64_t)st.st_dev and (uint64_t)st.st_ino */
+	uint64_t created_unix_ns;
+};
+
+/**
+ * zbd_persist_save() - write every channel of @reg to @path, atomically
+ * @path: the state file; its directory must be writable
+ * @reg: the registry, only read
+ *
+ * Writes a new file beside @path (O_CREAT | O_EXCL, mode 0600, a unique
+ * name), syncs it, renames it over @path and syncs the directory: readers
+ * and crashes see the old file or the new one, never a part of either.
+ * A symbolic link at @path is replaced, not followed.
+ *
+ * Return: 0; -E2BIG if @reg holds more channels than zbd_persist_load()
+ * accepts; -ENOMEM; -errno of fstat() on a channel's fd, or of creating,
+ * writing, syncing, closing or renaming the file (-EACCES, -ENOSPC, -EIO,
+ * -EISDIR...): the new file is then removed and @path left as it was;
+ * -errno of opening or syncing the directory after the rename: @path is
+ * then already replaced, but the rename may not survive a crash.
+ * Thread-safety: any thread, while nobody changes @reg.
+ */
+int zbd_persist_save(const char *path, const struct zbd_registry *reg);
+
+/**
+ * zbd_persist_load() - read back the channels zbd_persist_save() wrote
+ * @path: the state file
+ * @out: receives a malloc()ed array of @n channels sorted by id (NULL when
+ *       @n is 0), for the caller to free()
+ * @n: receives the number of channels
+ * @next_id: receives the registry's next_id as saved
+ *
+ * The file is hostile input: every field is checked before it is copied
+ * out, and a single bad channel refuses the whole file.
+ *
+ * Return: 0, also when @path does not exist (a fresh start: @n and
+ * @next_id are 0); -ELOOP if @path is a symbolic link, which is never
+ * followed; -EPERM if the file is not owned by the effective uid, or is
+ * writable by its group or others; -EBADMSG if it is not a regular file,
+ * is larger than ZBD_PERSIST_MAX_BYTES, does not unpack, has no version
+ * or was cut short, holds more than ZBD_MAX_CHANNELS channels, or any
+ * channel has a name zb_ctl_name_valid() refuses or another channel's
+ * name, an id of 0, above next_id or another channel's id, a mode above
+ * 0777, a policy other than ZBUS_RELIABLE or ZBUS_LOSSY, or a size of 0;
+ * -EPROTO if it has another version; -ENOMEM; other -errno of open() or
+ * read() (-EACCES, -EIO...). On failure *@out is NULL, @n and @next_id 0.
+ * Thread-safety: any thread.
+ */
+int zbd_persist_load(const char *path, struct zbd_saved_channel **out,
+		     size_t *n, uint64_t *next_id);
+
+#endif /* ZBD_PERSIST_H */
