@@ -294,6 +294,37 @@ static size_t watches_of_uid(const struct zbd_server *s, uid_t uid)
 	return n;
 }
 
+static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w);
+
+/* Does @w's slot still hold what it watches? A subscription or publisher
+ * freed by its owner (or reclaimed, or whose channel went) does not. */
+static int watch_live(struct zbd_server *s, const struct zbd_slot_watch *w)
+{
+	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
+
+	if (!c || c->id != w->channel_id)
+		return 0;
+	return (w->kind == ZBD_WATCH_SUB ? zb_live_slot_word(c->ch, w->slot) :
+					   zb_live_pub_word(c->ch, w->slot)) ==
+	       w->word;
+}
+
+/*
+ * Forget @uid's watches on slots their owner freed: a long-lived process
+ * that makes and frees many subscriptions needs no unregister call to stay
+ * within its quota.
+ */
+static void prune_watches(struct zbd_server *s, uid_t uid)
+{
+	struct zbd_slot_watch *w = s->watches, *next;
+
+	for (; w; w = next) {
+		next = w->next;
+		if (w->uid == uid && !watch_live(s, w))
+			unlink_watch(s, w);
+	}
+}
+
 /* Return: 0; -EDQUOT; -ESRCH (no pidfd for this client); -errno. */
 static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 		      const struct zbd_action *a)
@@ -303,6 +334,8 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 
 	if (p->pidfd < 0)
 		return -ESRCH;
+	if (watches_of_uid(s, p->c.who.uid) >= ZBD_MAX_WATCHES_PER_UID)
+		prune_watches(s, p->c.who.uid);
 	if (watches_of_uid(s, p->c.who.uid) >= ZBD_MAX_WATCHES_PER_UID)
 		return -EDQUOT;
 	w = calloc(1, sizeof(*w));

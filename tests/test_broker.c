@@ -156,26 +156,9 @@ static int wait_fd(int fd, short events, int ms)
 	return r > 0;
 }
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 static int fd_count_of(pid_t pid)
 {
-	char p[64];
-
-	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
-	return count_dir(p);
+	return tu_count_fds_of(pid);
 }
 
 /* Poll @pid's fd count until it is @want, for up to @ms; the last count. */

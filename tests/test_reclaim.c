@@ -5,7 +5,10 @@
  * frees the producers it was holding back within 100 ms (the issue's
  * deadline, not a speed claim), while a live subscriber goes on; a slot
  * freed cleanly and taken by someone else is never freed by the first
- * owner's death. And its own death is no data-path outage.
+ * owner's death. SIGKILL of a producer holding a loan, and a producer stuck
+ * on one past the channel's unblock timeout, cost the subscribers that one
+ * message, never the stream. A client killed mid-handshake leaves nothing
+ * behind. And the broker's own death is no data-path outage.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -277,6 +280,290 @@ Test(reclaim, registering_what_the_slot_does_not_hold_is_estale)
 	zbus_sub_free(s);
 	zbus_channel_free(a);
 	zbus_channel_free(b);
+	zbus_conn_free(c);
+}
+
+/*
+ * A child that publishes on @name with @flags, registers (or not), takes a
+ * loan and says so on *@ready_fd; then, told to on *@go_fd, publishes it
+ * and exits 0 if that failed with -ECANCELED (the loan was taken back).
+ */
+static pid_t loan_holder(const char *name, uint32_t flags, int do_register,
+			 int *ready_fd, int *go_fd)
+{
+	int r_pipe[2], g_pipe[2];
+	pid_t pid;
+
+	cr_assert_eq(pipe(r_pipe), 0);
+	cr_assert_eq(pipe(g_pipe), 0);
+	pid = fork();
+	if (!pid) {
+		struct zbus_pub_opts po = { .timeout_ms = 1000,
+					    .flags = flags };
+		struct zbus_conn *c;
+		struct zbus_channel *ch;
+		struct zbus_pub *p;
+		struct zbus_loan l;
+		char ok = 'k';
+
+		close(r_pipe[0]);
+		close(g_pipe[1]);
+		if (zbus_conn_open(&co, &c) ||
+		    zbus_conn_open_channel(c, name, ZBUS_ACCESS_PUBLISH, &ch) ||
+		    zbus_pub_new(ch, &po, &p) ||
+		    (do_register && zbus_conn_register_pub(c, name, p)))
+			_exit(1);
+		zbus_conn_free(c); /* the broker watches the process */
+		if (zbus_pub_loan(p, 8, &l))
+			_exit(2);
+		memcpy(l.data, "orphan", 7); /* half done, never published */
+		if (write(r_pipe[1], &ok, 1) != 1 ||
+		    read(g_pipe[0], &ok, 1) != 1)
+			_exit(3);
+		_exit(zbus_pub_publish(p, &l, 7) == -ECANCELED ? 0 : 4);
+	}
+	close(r_pipe[1]);
+	close(g_pipe[0]);
+	*ready_fd = r_pipe[0];
+	*go_fd = g_pipe[1];
+	return pid;
+}
+
+/* Publish "after" behind the held loan; the subscriber must not see it. */
+static void publish_behind(struct zbus_channel *ch, struct zbus_sub *sub,
+			   uint32_t flags)
+{
+	struct zbus_pub_opts po = { .timeout_ms = 0, .flags = flags };
+	struct zbus_pub *p;
+	struct zbus_msg m;
+
+	cr_assert_eq(zbus_pub_new(ch, &po, &p), 0);
+	cr_assert_eq(zbus_pub_send(p, "after", 6), 0);
+	zbus_pub_free(p);
+	cr_assert_eq(zbus_sub_recv_batch(sub, &m, 1, 50), -ETIMEDOUT,
+		     "a message got past an open loan");
+}
+
+/* Receive "after" with one loss before it; return when it came. */
+static uint64_t expect_after(struct zbus_sub *sub, int timeout_ms)
+{
+	struct zbus_sub_stats st;
+	struct zbus_msg m;
+	uint64_t at;
+
+	cr_assert_eq(zbus_sub_recv_batch(sub, &m, 1, timeout_ms), 1,
+		     "the stream did not go on");
+	at = now_ms();
+	cr_assert_str_eq(m.data, "after");
+	cr_assert_eq(m.seq, 1);
+	cr_assert_eq(m.missed, 1, "the lost loan is counted");
+	zbus_sub_release(sub);
+	cr_assert_eq(zbus_sub_stats(sub, &st), 0);
+	cr_assert_eq(st.reclaimed, 1);
+	return at;
+}
+
+static void sigkill_mid_loan(uint32_t flags)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .ring_capacity = 8 } };
+	struct zbus_channel_stat st;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *sub;
+	struct zbus_pub *next;
+	struct zbus_pub_opts po = { .flags = flags };
+	int ready, go;
+	uint64_t t0, at;
+	pid_t holder;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "loans", &cp, &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	holder = loan_holder("loans", flags, 1, &ready, &go);
+	wait_ready(ready);
+	if (flags & ZBUS_PUB_EXCLUSIVE)
+		cr_assert_eq(zbus_pub_new(ch, &po, &next), -EBUSY);
+	else
+		publish_behind(ch, sub, 0);
+
+	t0 = now_ms();
+	kill(holder, SIGKILL);
+	if (flags & ZBUS_PUB_EXCLUSIVE) {
+		/* Its successor gets in once the broker cleared its mark. */
+		while (zbus_pub_new(ch, &po, &next) == -EBUSY &&
+		       now_ms() - t0 < 2000)
+			usleep(1000);
+		cr_assert_eq(zbus_pub_send(next, "after", 6), 0);
+		zbus_pub_free(next);
+	}
+	at = expect_after(sub, 2000);
+	waitpid(holder, NULL, 0);
+	close(go);
+	cr_assert_leq(at - t0, 100, "the stream went on %lu ms after SIGKILL",
+		      (unsigned long)(at - t0));
+	cr_log_info("stream went on %lu ms after SIGKILL of the producer",
+		    (unsigned long)(at - t0));
+	cr_assert(log_says("padded 1 open loan"), "the log does not say");
+	cr_assert_eq(zbus_conn_stat(c, "loans", &st), 0);
+	cr_assert_eq(st.reclaimed, 1);
+	cr_assert_eq(st.publishers, 0, "the dead producer is not counted");
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+Test(reclaim, sigkill_of_a_producer_mid_loan_costs_one_message_within_100ms)
+{
+	sigkill_mid_loan(0);
+}
+
+Test(reclaim, sigkill_of_an_exclusive_producer_mid_loan_lets_another_in)
+{
+	sigkill_mid_loan(ZBUS_PUB_EXCLUSIVE);
+}
+
+Test(reclaim, a_producer_stuck_past_the_unblock_timeout_loses_its_loan)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .ring_capacity = 8 },
+					  .unblock_timeout_ms = 300 };
+	struct zbus_channel_stat st;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *sub;
+	int ready, go;
+	uint64_t t0, at;
+	pid_t holder;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "stuck", &cp, &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	/* Not registered: only the timer can help, as for a producer killed
+	 * between its claim and its record. */
+	holder = loan_holder("stuck", 0, 0, &ready, &go);
+	wait_ready(ready);
+	t0 = now_ms();
+	publish_behind(ch, sub, 0);
+	at = expect_after(sub, 5000);
+	cr_assert_geq(at - t0, 250, "taken back after %lu ms, before the "
+		      "300 ms timeout", (unsigned long)(at - t0));
+	cr_log_info("stuck loan taken back %lu ms after it was reported "
+		    "(timeout 300 ms)", (unsigned long)(at - t0));
+	/* The stuck producer wakes up: its publish says it lost. */
+	cr_assert_eq(write(go, "g", 1), 1);
+	close(go);
+	cr_assert_eq(tu_wait_child(holder, 10), 0,
+		     "the late publish did not fail with -ECANCELED");
+	cr_assert(log_says("held open longer than 300 ms"));
+	cr_assert_eq(zbus_conn_stat(c, "stuck", &st), 0);
+	cr_assert_eq(st.reclaimed, 1);
+	cr_assert_eq(st.unblock_timeout_ms, 300);
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+static int broker_fds(void)
+{
+	return tu_count_fds_of(broker);
+}
+
+Test(reclaim, clients_killed_mid_handshake_leave_nothing_behind)
+{
+	struct zbus_conn *c;
+	struct zbus_channel *ch;
+	int base, now = 0;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "handshake", NULL, &ch), 0);
+	base = broker_fds();
+	cr_assert_gt(base, 0);
+	/* Each child connects, says hello, opens, and registers a
+	 * subscription and a publisher in a loop; it dies at a different
+	 * point of it each time. */
+	for (int i = 0; i < 40; i++) {
+		pid_t pid = fork();
+
+		if (!pid) {
+			for (;;) {
+				struct zbus_conn *k;
+				struct zbus_channel *kc = NULL;
+				struct zbus_sub *s = NULL;
+				struct zbus_pub *p = NULL;
+
+				if (zbus_conn_open(&co, &k))
+					continue;
+				if (!zbus_conn_open_channel(
+					    k, "handshake",
+					    ZBUS_ACCESS_SUBSCRIBE |
+						    ZBUS_ACCESS_PUBLISH,
+					    &kc) &&
+				    !zbus_sub_new(kc, NULL, &s) &&
+				    !zbus_pub_new(kc, NULL, &p)) {
+					zbus_conn_register_sub(k, "handshake",
+							       s);
+					zbus_conn_register_pub(k, "handshake",
+							       p);
+				}
+				zbus_pub_free(p);
+				zbus_sub_free(s);
+				zbus_channel_free(kc);
+				zbus_conn_free(k);
+			}
+		}
+		usleep((useconds_t)(200 + (i * 397) % 3000));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	/* Every connection and watch of the dead is closed. */
+	for (int i = 0; i < 200 && (now = broker_fds()) != base; i++)
+		usleep(10000);
+	cr_assert_eq(now, base, "broker fds: %d, baseline %d", now, base);
+	zbus_channel_free(ch);
+	cr_assert_eq(zbus_conn_create(c, "after-handshakes", NULL, &ch), 0,
+		     "the broker still serves");
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+Test(reclaim, registrations_of_freed_subscriptions_do_not_count_to_the_quota)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .max_subscribers = 256 } };
+	struct zbus_channel *ch, *other;
+	struct zbus_sub *live[256], *s;
+	struct zbus_conn *c;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "quota", &cp, &ch), 0);
+	cr_assert_eq(zbus_conn_create(c, "quota2", NULL, &other), 0);
+	/* Made and freed one after the other, far past the 256 watches a
+	 * user may hold. */
+	for (int i = 0; i < 600; i++) {
+		cr_assert_eq(zbus_sub_new(ch, NULL, &s), 0);
+		cr_assert_eq(zbus_conn_register_sub(c, "quota", s), 0,
+			     "registration %d: %s", i, zbus_conn_error(c));
+		zbus_sub_free(s);
+	}
+	/* Held at once, the quota binds. */
+	for (int i = 0; i < 256; i++) {
+		cr_assert_eq(zbus_sub_new(ch, NULL, &live[i]), 0);
+		cr_assert_eq(zbus_conn_register_sub(c, "quota", live[i]), 0,
+			     "live registration %d", i);
+	}
+	cr_assert_eq(zbus_sub_new(other, NULL, &s), 0);
+	cr_assert_eq(zbus_conn_register_sub(c, "quota2", s), -EDQUOT);
+	cr_assert(strstr(zbus_conn_error(c), "too many watched"), "%s",
+		  zbus_conn_error(c));
+	zbus_sub_free(live[0]);
+	cr_assert_eq(zbus_conn_register_sub(c, "quota2", s), 0,
+		     "one freed, one more fits");
+	zbus_sub_free(s);
+	for (int i = 1; i < 256; i++)
+		zbus_sub_free(live[i]);
+	zbus_channel_free(other);
+	zbus_channel_free(ch);
 	zbus_conn_free(c);
 }
 

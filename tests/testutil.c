@@ -21,9 +21,9 @@
 
 int tu_base_fds = -1, tu_base_maps = -1;
 
-int tu_count_fds(void)
+static int count_entries(const char *path)
 {
-	DIR *d = opendir("/proc/self/fd");
+	DIR *d = opendir(path);
 	struct dirent *e;
 	int n = 0;
 
@@ -33,7 +33,22 @@ int tu_count_fds(void)
 		if (e->d_name[0] != '.')
 			n++;
 	closedir(d);
-	return n - 1; /* the directory's own fd */
+	return n;
+}
+
+int tu_count_fds(void)
+{
+	int n = count_entries("/proc/self/fd");
+
+	return n < 0 ? n : n - 1; /* the directory's own fd */
+}
+
+int tu_count_fds_of(pid_t pid)
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+	return count_entries(p);
 }
 
 int tu_count_threads(void)

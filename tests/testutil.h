@@ -12,6 +12,8 @@
 
 /* Number of open fds of this process. */
 int tu_count_fds(void);
+/* Open fds of another process (-1 if unreadable). */
+int tu_count_fds_of(pid_t pid);
 /* Number of threads of this process (/proc/self/status), or -1. */
 int tu_count_threads(void);
 /* Number of mappings of memfds whose name starts with "zbus:". */
