@@ -239,6 +239,9 @@ int main(int argc, char **argv)
 	free(t_reclaim);
 	kill(broker, SIGTERM);
 	waitpid(broker, NULL, 0);
+	/* The broker removed its socket and state; its lock stays. */
+	snprintf(sock, sizeof(sock), "%s/zbusd.sock.lock", dir);
+	unlink(sock);
 	rmdir(dir);
 	free(t_conn);
 	free(t_create);

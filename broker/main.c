@@ -3,6 +3,7 @@
  * main.c - zbusd, the libzbus broker: command line, socket, lifecycle.
  *
  *   zbusd [--socket PATH] [--background] [--unblock-timeout MS]
+ *         [--recovery-window MS]
  *
  * The socket is PATH, else $ZBUS_SOCKET, else
  * $XDG_RUNTIME_DIR/zbus/zbusd.sock, else /run/zbus/zbusd.sock. A lock file
@@ -11,6 +12,13 @@
  * socket left by a dead broker (nobody holds the lock, nobody answers) is
  * replaced. --background returns once the socket listens, leaving the
  * broker in its own session: that is how libzbus starts one by itself.
+ *
+ * The registry is saved beside the socket (PATH.state) at every change. A
+ * broker that finds one recovers: for --recovery-window its channels wait
+ * for their clients to bring their memfds back (they reconnect by
+ * themselves); those nobody brings back are then forgotten. The state is
+ * for a broker that died: a clean stop (SIGTERM, SIGINT) removes it, so
+ * that the next broker starts empty.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,13 +34,48 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "persist.h"
 #include "server.h"
+#include "wait.h"
 #include "sockpath.h"
 
 #define EXIT_ALREADY_RUNNING 3
 /* Like Aeron's publication unblock timeout (15 s): far above any
  * legitimate hold of a loan, well below a human's patience. */
 #define DEFAULT_UNBLOCK_MS 10000
+#define DEFAULT_RECOVERY_MS 30000
+
+/* Load what a previous broker on @path saved; its channels wait
+ * @window_ms for their memfds. A bad file is set aside, not fatal. */
+static void recover(struct zbd_server *s, const char *path,
+		    unsigned long window_ms)
+{
+	struct zbd_saved_channel *saved;
+	uint64_t next_id;
+	size_t n;
+	int r;
+
+	if (snprintf(s->state_path, sizeof(s->state_path), "%s.state",
+		     path) >= (int)sizeof(s->state_path)) {
+		zbd_log("socket path too long for a state file: no recovery");
+		s->state_path[0] = 0;
+		return;
+	}
+	r = zbd_persist_load(s->state_path, &saved, &n, &next_id);
+	if (r < 0) {
+		zbd_log("ignoring the saved registry %s: %s", s->state_path,
+			strerror(-r));
+		return;
+	}
+	s->reg.next_id = next_id;
+	if (!n)
+		return;
+	s->reg.pending = saved;
+	s->reg.npending = n;
+	s->reg.pending_until_ns = zb_now_ns() + window_ms * 1000000ull;
+	zbd_log("recovering %zu channel%s of the previous broker (for %lu "
+		"ms)", n, n == 1 ? "" : "s", window_ms);
+}
 
 static void usage(FILE *f)
 {
@@ -46,7 +89,12 @@ static void usage(FILE *f)
 		   "                 take back a loan held open this long, for "
 		   "channels that\n"
 		   "                 do not set their own (default %d; 0: "
-		   "never)\n", DEFAULT_UNBLOCK_MS);
+		   "never)\n"
+		   "  --recovery-window MS\n"
+		   "                 after a restart, how long channels wait "
+		   "for a client to\n"
+		   "                 bring them back (default %d)\n",
+		DEFAULT_UNBLOCK_MS, DEFAULT_RECOVERY_MS);
 }
 
 /* mkdir -p the directory of @path (mode 0755: others must reach the
@@ -155,6 +203,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "background", no_argument, NULL, 'b' },
 		{ "unblock-timeout", required_argument, NULL, 'u' },
+		{ "recovery-window", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -163,6 +212,7 @@ int main(int argc, char **argv)
 	struct zbd_server s;
 	int bg = 0, c, fd, lock_fd = -1, r;
 	unsigned long unblock_ms = DEFAULT_UNBLOCK_MS;
+	unsigned long recovery_ms = DEFAULT_RECOVERY_MS;
 	char *end;
 
 	/*
@@ -171,17 +221,21 @@ int main(int argc, char **argv)
 	 * broker's life would keep the client's peers from seeing EOF.
 	 */
 	syscall(SYS_close_range, 3, ~0U, 0);
-	while ((c = getopt_long(argc, argv, "s:bu:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:bu:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': want = optarg; break;
 		case 'b': bg = 1; break;
 		case 'u':
+		case 'r':
 			errno = 0;
-			unblock_ms = strtoul(optarg, &end, 10);
+			*(c == 'u' ? &unblock_ms : &recovery_ms) =
+				strtoul(optarg, &end, 10);
 			if (errno || end == optarg || *end ||
-			    unblock_ms > 86400000ul) {
-				fprintf(stderr, "zbusd: --unblock-timeout: "
-					"milliseconds, 0..86400000\n");
+			    (c == 'u' ? unblock_ms : recovery_ms) >
+				    86400000ul) {
+				fprintf(stderr, "zbusd: --%s: milliseconds, "
+					"0..86400000\n", c == 'u' ?
+					"unblock-timeout" : "recovery-window");
 				return 2;
 			}
 			break;
@@ -219,10 +273,13 @@ int main(int argc, char **argv)
 	}
 	s.reg.default_unblock_ms = (uint32_t)unblock_ms;
 	zbd_log("listening on %s", path);
+	recover(&s, path, recovery_ms);
 	r = zbd_server_run(&s);
 	zbd_server_fini(&s);
 	/* Still ours: no successor can replace it while we hold the lock. */
 	unlink(path);
+	if (s.state_path[0])
+		unlink(s.state_path);
 	close(fd);
 	close(lock_fd);
 	zbd_log("stopped");

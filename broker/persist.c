@@ -26,29 +26,57 @@
 
 /* --- saving ------------------------------------------------------------ */
 
+/* The record of pending channel @s. Its name points into @s. */
+static void saved_to_record(const struct zbd_saved_channel *s,
+			    Zbusd__SavedChannel *rec)
+{
+	zbusd__saved_channel__init(rec);
+	rec->name = (char *)s->name; /* packing only reads it */
+	rec->id = s->id;
+	rec->owner_uid = s->owner_uid;
+	rec->owner_gid = s->owner_gid;
+	rec->mode = s->mode;
+	rec->default_policy = s->default_policy;
+	rec->max_msg_size = s->max_msg_size;
+	rec->ring_capacity = s->ring_capacity;
+	rec->arena_bytes = s->arena_bytes;
+	rec->max_subscribers = s->max_subscribers;
+	rec->max_publishers = s->max_publishers;
+	rec->segment_bytes = s->segment_bytes;
+	rec->seg_dev = s->seg_dev;
+	rec->seg_ino = s->seg_ino;
+	rec->created_unix_ns = s->created_unix_ns;
+	rec->unblock_timeout_ms = s->unblock_timeout_ms;
+}
+
 /* The record of @c. Its name points into @c, which must outlive it. */
 static int channel_to_record(const struct zbd_channel *c,
+			     struct zbd_saved_channel *tmp,
 			     Zbusd__SavedChannel *rec)
 {
 	struct stat st;
 
 	if (fstat(zbus_channel_fd(c->ch), &st) < 0)
 		return -errno;
-	zbusd__saved_channel__init(rec);
-	rec->name = (char *)c->name; /* packing only reads it */
-	rec->id = c->id;
-	rec->owner_uid = c->owner_uid;
-	rec->owner_gid = c->owner_gid;
-	rec->mode = c->mode;
-	rec->default_policy = c->default_policy;
-	rec->max_msg_size = c->info.max_msg_size;
-	rec->ring_capacity = c->info.ring_capacity;
-	rec->arena_bytes = c->info.arena_bytes;
-	rec->max_subscribers = c->info.max_subscribers;
-	rec->segment_bytes = c->info.segment_bytes;
-	rec->seg_dev = (uint64_t)st.st_dev;
-	rec->seg_ino = (uint64_t)st.st_ino;
-	rec->created_unix_ns = c->created_unix_ns;
+	*tmp = (struct zbd_saved_channel){
+		.id = c->id,
+		.owner_uid = c->owner_uid,
+		.owner_gid = c->owner_gid,
+		.mode = c->mode,
+		.default_policy = c->default_policy,
+		.max_msg_size = c->info.max_msg_size,
+		.ring_capacity = c->info.ring_capacity,
+		.arena_bytes = c->info.arena_bytes,
+		.max_subscribers = c->info.max_subscribers,
+		.max_publishers = c->info.max_publishers,
+		.segment_bytes = c->info.segment_bytes,
+		.seg_dev = (uint64_t)st.st_dev,
+		.seg_ino = (uint64_t)st.st_ino,
+		.created_unix_ns = c->created_unix_ns,
+		.unblock_timeout_ms = c->unblock_timeout_ms,
+	};
+	saved_to_record(tmp, rec);
+	rec->name = (char *)c->name;
 	return 0;
 }
 
@@ -59,10 +87,13 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	Zbusd__State state = ZBUSD__STATE__INIT;
 	_zb_cleanup_free_ Zbusd__SavedChannel *recs = NULL;
 	_zb_cleanup_free_ Zbusd__SavedChannel **ptrs = NULL;
+	_zb_cleanup_free_ struct zbd_saved_channel *tmp = NULL;
 	const struct zbd_channel *c;
-	size_t n = 0;
+	size_t n = reg->npending;
 	int r;
 
+	/* Pending ones too: a broker that dies while recovering must not
+	 * lose what it had not recovered yet. */
 	for (c = reg->head; c; c = c->next)
 		n++;
 	/* A file the next broker would refuse is as bad as none. */
@@ -71,11 +102,15 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	/* n + 1: an empty registry is no reason for calloc() to fail. */
 	recs = calloc(n + 1, sizeof(*recs));
 	ptrs = calloc(n + 1, sizeof(*ptrs));
-	if (!recs || !ptrs)
+	tmp = calloc(n + 1, sizeof(*tmp));
+	if (!recs || !ptrs || !tmp)
 		return -ENOMEM;
-	n = 0;
+	for (n = 0; n < reg->npending; n++) {
+		saved_to_record(&reg->pending[n], &recs[n]);
+		ptrs[n] = &recs[n];
+	}
 	for (c = reg->head; c; c = c->next, n++) {
-		r = channel_to_record(c, &recs[n]);
+		r = channel_to_record(c, &tmp[n], &recs[n]);
 		if (r < 0)
 			return r;
 		ptrs[n] = &recs[n];
@@ -226,6 +261,8 @@ static int channel_from_record(const Zbusd__SavedChannel *rec,
 	s->seg_dev = rec->seg_dev;
 	s->seg_ino = rec->seg_ino;
 	s->created_unix_ns = rec->created_unix_ns;
+	s->max_publishers = rec->max_publishers;
+	s->unblock_timeout_ms = rec->unblock_timeout_ms;
 	return 0;
 }
 

@@ -21,22 +21,6 @@
 #define ZBD_PERSIST_MAX_BYTES (16u << 20) /* larger files are refused */
 
 /* A channel as saved: struct zbd_channel without its mapping. */
-struct zbd_saved_channel {
-	char name[256];
-	uint64_t id;
-	uid_t owner_uid;
-	gid_t owner_gid;
-	uint32_t mode;
-	uint32_t default_policy;
-	uint32_t max_msg_size;
-	uint32_t ring_capacity;
-	uint64_t arena_bytes;
-	uint32_t max_subscribers;
-	uint64_t segment_bytes;
-	uint64_t seg_dev; /* fstat() of the memfd when saved: compare with */
-	uint64_t seg_ino; /* (uint64_t)st.st_dev and (uint64_t)st.st_ino */
-	uint64_t created_unix_ns;
-};
 
 /**
  * zbd_persist_save() - write every channel of @reg to @path, atomically

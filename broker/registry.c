@@ -57,6 +57,48 @@ int zbd_registry_create(struct zbd_registry *r, const char *name,
 	return 0;
 }
 
+struct zbd_saved_channel *zbd_registry_pending(struct zbd_registry *r,
+					       const char *name)
+{
+	for (size_t i = 0; i < r->npending; i++)
+		if (!strcmp(r->pending[i].name, name))
+			return &r->pending[i];
+	return NULL;
+}
+
+int zbd_registry_adopt(struct zbd_registry *r, struct zbd_saved_channel *rec,
+		       struct zbus_channel *ch, struct zbd_channel **out)
+{
+	struct zbd_channel *c = calloc(1, sizeof(*c));
+	size_t i = (size_t)(rec - r->pending);
+
+	if (!c)
+		return -ENOMEM;
+	snprintf(c->name, sizeof(c->name), "%s", rec->name);
+	c->id = rec->id;
+	c->ch = ch;
+	zbus_channel_info(ch, &c->info);
+	c->owner_uid = rec->owner_uid;
+	c->owner_gid = rec->owner_gid;
+	c->mode = rec->mode;
+	c->default_policy = rec->default_policy;
+	c->unblock_timeout_ms = rec->unblock_timeout_ms;
+	c->created_unix_ns = rec->created_unix_ns;
+	c->next = r->head;
+	r->head = c;
+	r->count++;
+	r->pending[i] = r->pending[--r->npending];
+	*out = c;
+	return 0;
+}
+
+void zbd_registry_drop_pending(struct zbd_registry *r)
+{
+	free(r->pending);
+	r->pending = NULL;
+	r->npending = 0;
+}
+
 void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c)
 {
 	for (struct zbd_channel **p = &r->head; *p; p = &(*p)->next) {
@@ -74,6 +116,7 @@ void zbd_registry_clear(struct zbd_registry *r)
 {
 	while (r->head)
 		zbd_registry_remove(r, r->head);
+	zbd_registry_drop_pending(r);
 }
 
 uint32_t zbd_unblock_ms(const struct zbd_registry *r,

@@ -36,12 +36,51 @@ struct zbd_channel {
 	struct zbd_channel *next;
 };
 
+/*
+ * A channel known by its record only: saved by a broker that died, waiting
+ * for a client to bring its memfd back (Adopt), which must be the very same
+ * one (st_dev, st_ino).
+ */
+struct zbd_saved_channel {
+	char name[256];
+	uint64_t id;
+	uid_t owner_uid;
+	gid_t owner_gid;
+	uint32_t mode;
+	uint32_t default_policy;
+	uint32_t max_msg_size;
+	uint32_t ring_capacity;
+	uint64_t arena_bytes;
+	uint32_t max_subscribers;
+	uint64_t segment_bytes;
+	uint64_t seg_dev; /* fstat() of the memfd when saved: compare with */
+	uint64_t seg_ino; /* (uint64_t)st.st_dev and (uint64_t)st.st_ino */
+	uint64_t created_unix_ns;
+	uint32_t max_publishers;
+	uint32_t unblock_timeout_ms;
+};
+
 struct zbd_registry {
 	struct zbd_channel *head;
 	size_t count;
 	uint64_t next_id;
 	uint32_t default_unblock_ms; /* --unblock-timeout */
+	struct zbd_saved_channel *pending; /* malloc()ed, npending of them */
+	size_t npending;
+	uint64_t pending_until_ns;   /* then the unclaimed ones are dropped */
 };
+
+/* The pending record named @name, or NULL. */
+struct zbd_saved_channel *zbd_registry_pending(struct zbd_registry *r,
+					       const char *name);
+/*
+ * zbd_registry_adopt() - make pending record @rec a channel again, on @ch
+ * (taken over: freed with the channel). @rec leaves the pending list.
+ */
+int zbd_registry_adopt(struct zbd_registry *r, struct zbd_saved_channel *rec,
+		       struct zbus_channel *ch, struct zbd_channel **out);
+/* Forget every pending record (the recovery window is over). */
+void zbd_registry_drop_pending(struct zbd_registry *r);
 
 /* The unblock timeout in force for @c. */
 uint32_t zbd_unblock_ms(const struct zbd_registry *r,

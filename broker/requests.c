@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ctl.h"
 #include "fdpass.h"
@@ -82,6 +83,18 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 
 /* --- requests ----------------------------------------------------------- */
 
+/* Refuse @name while a client may still bring its memfd back. */
+static int being_recovered(struct zbd_registry *reg, const char *name,
+			   struct reply *rp)
+{
+	if (!zbd_registry_pending(reg, name))
+		return 0;
+	fail(rp, -EAGAIN, "channel '%s' is being recovered after a broker "
+	     "restart: try again shortly", name);
+	return 1;
+}
+
+
 static void do_hello(struct zbd_client *p, const Zbusctl__Hello *h,
 		     struct reply *rp)
 {
@@ -119,7 +132,8 @@ static void do_open_existing(struct zbd_client *p, struct zbd_channel *c,
 }
 
 static void do_create(struct zbd_registry *reg, struct zbd_client *p,
-		      const Zbusctl__Create *cr, struct reply *rp)
+		      const Zbusctl__Create *cr, struct reply *rp,
+		      struct zbd_action *act)
 {
 	const Zbusctl__ChannelParams *cp = cr->params;
 	struct zbus_channel_opts o = { 0 };
@@ -134,6 +148,8 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 		     "characters, no spaces)");
 		return;
 	}
+	if (being_recovered(reg, cr->name, rp))
+		return;
 	c = zbd_registry_find(reg, cr->name);
 	if (c) {
 		if (!cr->open_existing)
@@ -182,6 +198,7 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 	zbd_log("client %llu (uid %u) created channel '%s' (%llu bytes, mode "
 		"%03o)", p->id, (unsigned)p->who.uid, c->name,
 		(unsigned long long)c->info.segment_bytes, c->mode);
+	act->changed = 1;
 	fill_info(c, rp);
 	rp->fd = zbus_channel_fd(c->ch);
 }
@@ -196,6 +213,8 @@ static void do_open(struct zbd_registry *reg, struct zbd_client *p,
 		fail(rp, -EINVAL, "invalid channel name or access");
 		return;
 	}
+	if (being_recovered(reg, op->name, rp))
+		return;
 	c = zbd_registry_find(reg, op->name);
 	if (!c) {
 		fail(rp, -ENOENT, "no channel '%s'", op->name);
@@ -204,8 +223,112 @@ static void do_open(struct zbd_registry *reg, struct zbd_client *p,
 	do_open_existing(p, c, op->access, rp);
 }
 
+/* Is @fd the memfd @rec was saved from? */
+static int same_memfd(int fd, const struct zbd_saved_channel *rec)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_dev == rec->seg_dev &&
+	       (uint64_t)st.st_ino == rec->seg_ino;
+}
+
+/* Does the attached @ch have the geometry @rec was saved with? */
+static int same_geometry(const struct zbus_channel *ch,
+			 const struct zbd_saved_channel *rec)
+{
+	struct zbus_channel_info i;
+
+	zbus_channel_info(ch, &i);
+	return i.max_msg_size == rec->max_msg_size &&
+	       i.ring_capacity == rec->ring_capacity &&
+	       i.arena_bytes == rec->arena_bytes &&
+	       i.max_subscribers == rec->max_subscribers &&
+	       i.max_publishers == rec->max_publishers &&
+	       i.segment_bytes == rec->segment_bytes;
+}
+
+/* The rights a saved channel gives @who: zbd_may() on a stand-in. */
+static int may_touch_saved(const struct zbd_saved_channel *rec,
+			   const struct zbd_identity *who)
+{
+	struct zbd_channel c = { .owner_uid = rec->owner_uid,
+				 .owner_gid = rec->owner_gid,
+				 .mode = rec->mode };
+
+	return zbd_may(&c, who, ZBUS_ACCESS_SUBSCRIBE) ||
+	       zbd_may(&c, who, ZBUS_ACCESS_PUBLISH);
+}
+
+static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
+		     const Zbusctl__Adopt *ad, int fd, struct reply *rp,
+		     struct zbd_action *act)
+{
+	struct zbd_saved_channel *rec;
+	struct zbus_channel *ch;
+	struct zbd_channel *c;
+	int r;
+
+	if (!zb_ctl_name_valid(ad->name) || fd < 0) {
+		fail(rp, -EINVAL, "adopt needs a channel name and its memfd");
+		return;
+	}
+	c = zbd_registry_find(reg, ad->name);
+	if (c) {
+		/* Another client brought it back first: fine if it is the
+		 * same memfd, a different channel otherwise. */
+		struct stat a, b;
+
+		if (fstat(fd, &a) == 0 &&
+		    fstat(zbus_channel_fd(c->ch), &b) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			fill_info(c, rp);
+		else
+			fail(rp, -EEXIST, "channel '%s' is another channel "
+			     "now", c->name);
+		return;
+	}
+	rec = zbd_registry_pending(reg, ad->name);
+	if (!rec) {
+		fail(rp, -ENOENT, "no channel '%s' to recover", ad->name);
+		return;
+	}
+	if (!may_touch_saved(rec, &p->who)) {
+		fail(rp, -EACCES, "uid %u may not use channel '%s'",
+		     (unsigned)p->who.uid, rec->name);
+		return;
+	}
+	/* The very memfd, not one made to look like it: a client could
+	 * otherwise swap a channel under everyone who opens it later. */
+	if (!same_memfd(fd, rec)) {
+		fail(rp, -EBADF, "that is not the memfd of channel '%s'",
+		     rec->name);
+		return;
+	}
+	r = zbus_channel_attach_dup(fd, &ch);
+	if (r == 0 && !same_geometry(ch, rec)) {
+		zbus_channel_free(ch);
+		r = -EBADMSG;
+	}
+	if (r < 0) {
+		fail(rp, r, "cannot adopt channel '%s': %s", rec->name,
+		     zbus_strerror(r));
+		return;
+	}
+	r = zbd_registry_adopt(reg, rec, ch, &c);
+	if (r < 0) {
+		zbus_channel_free(ch);
+		fail(rp, r, "cannot adopt channel '%s'", ad->name);
+		return;
+	}
+	zbd_log("client %llu (uid %u) brought channel '%s' back", p->id,
+		(unsigned)p->who.uid, c->name);
+	act->changed = 1;
+	fill_info(c, rp);
+}
+
 static void do_delete(struct zbd_registry *reg, struct zbd_client *p,
-		      const Zbusctl__Delete *del, struct reply *rp)
+		      const Zbusctl__Delete *del, struct reply *rp,
+		      struct zbd_action *act)
 {
 	struct zbd_channel *c = zb_ctl_name_valid(del->name) ?
 		zbd_registry_find(reg, del->name) : NULL;
@@ -223,6 +346,7 @@ static void do_delete(struct zbd_registry *reg, struct zbd_client *p,
 	zbd_log("client %llu (uid %u) deleted channel '%s'", p->id,
 		(unsigned)p->who.uid, c->name);
 	zbd_registry_remove(reg, c);
+	act->changed = 1;
 }
 
 /*
@@ -365,8 +489,8 @@ static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 }
 
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
-	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
-	       int *out_fd, struct zbd_action *act)
+	       const uint8_t *rec, size_t len, int in_fd, uint8_t **out,
+	       size_t *out_len, int *out_fd, struct zbd_action *act)
 {
 	Zbusctl__ChannelInfo **infos = NULL;
 	struct reply *storage = NULL;
@@ -392,13 +516,13 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				do_hello(p, req->hello, &rp);
 				break;
 			case ZBUSCTL__REQUEST__BODY_CREATE:
-				do_create(reg, p, req->create, &rp);
+				do_create(reg, p, req->create, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_OPEN:
 				do_open(reg, p, req->open, &rp);
 				break;
 			case ZBUSCTL__REQUEST__BODY_DELETE:
-				do_delete(reg, p, req->delete_, &rp);
+				do_delete(reg, p, req->delete_, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_LIST:
 				do_list(reg, req->list, &rp, &infos, &storage);
@@ -411,6 +535,9 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 					 req->subscribe->name,
 					 req->subscribe->slot,
 					 req->subscribe->word, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_ADOPT:
+				do_adopt(reg, p, req->adopt, in_fd, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER:
 				do_watch(reg, p, ZBD_WATCH_PUB,

@@ -30,6 +30,7 @@ struct zbd_action {
 	char name[256];
 	uint32_t slot;
 	uint32_t word;
+	int changed; /* the registry changed: save it */
 };
 
 /* A client as the broker knows it: identity from the kernel only. */
@@ -42,6 +43,8 @@ struct zbd_client {
 
 /*
  * zbd_answer() - answer one request record from @c.
+ * @in_fd: the fd that came with the record, or -1 (borrowed: the caller
+ *         closes it; requests that keep it take a duplicate)
  * @out: a malloc()ed reply record (always set on success: malformed or
  *       refused requests get a reply with a status and a sentence)
  * @out_fd: a channel memfd to send with the reply (borrowed), or -1
@@ -49,8 +52,8 @@ struct zbd_client {
  * Return: 0; -ENOMEM.
  */
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *c,
-	       const uint8_t *rec, size_t len, uint8_t **out, size_t *out_len,
-	       int *out_fd, struct zbd_action *act);
+	       const uint8_t *rec, size_t len, int in_fd, uint8_t **out,
+	       size_t *out_len, int *out_fd, struct zbd_action *act);
 
 /*
  * zbd_refusal() - a reply to the request in @rec (its id echoed) that

@@ -39,6 +39,7 @@
 #include "fdpass.h"
 #include "log.h"
 #include "live.h"
+#include "persist.h"
 #include "reclaim.h"
 #include "requests.h"
 #include "wait.h"
@@ -404,6 +405,29 @@ static void reclaim(struct zbd_server *s, struct zbd_slot_watch *w)
 	unlink_watch(s, w);
 }
 
+/* Write the registry where the next broker will look for it. A failure
+ * costs a restart's recovery, not this broker's service: log it. */
+static void save_state(struct zbd_server *s)
+{
+	int r;
+
+	if (!s->state_path[0])
+		return;
+	r = zbd_persist_save(s->state_path, &s->reg);
+	if (r < 0)
+		zbd_log("cannot save the registry to %s: %s", s->state_path,
+			strerror(-r));
+}
+
+/* The recovery window is over: channels nobody brought back are gone. */
+static void end_recovery(struct zbd_server *s)
+{
+	zbd_log("recovery over: %zu channel%s not brought back, forgotten",
+		s->reg.npending, s->reg.npending == 1 ? "" : "s");
+	zbd_registry_drop_pending(&s->reg);
+	save_state(s);
+}
+
 /* Clamp the timer tick between these: fine enough for short timeouts
  * (tests), idle enough for the default. */
 #define UNBLOCK_TICK_MIN_MS 5
@@ -463,9 +487,9 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 	uint8_t *reply;
 	size_t len;
 	ssize_t n;
-	int fd, r;
+	int fd, in_fd = -1, r;
 
-	n = zb_fdpass_recv(p->fd, buf, ZB_CTL_MAX_RECORD, NULL);
+	n = zb_fdpass_recv(p->fd, buf, ZB_CTL_MAX_RECORD, &in_fd);
 	if (n == -EAGAIN)
 		return 1;
 	if (n <= 0) {
@@ -474,8 +498,14 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 						 "failed");
 		return -1;
 	}
-	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, &reply, &len, &fd,
-		       &act);
+	/* Only Adopt uses an fd (it keeps a duplicate); any other that came
+	 * along is closed here, unasked. */
+	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, in_fd, &reply, &len,
+		       &fd, &act);
+	if (in_fd >= 0)
+		close(in_fd);
+	if (act.changed)
+		save_state(s);
 	if (r < 0) {
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
@@ -571,6 +601,18 @@ int zbd_server_run(struct zbd_server *s)
 				next_tick = now + (uint64_t)tick * 1000000;
 			}
 			wait_ms = (int)((next_tick - now + 999999) / 1000000);
+		}
+		if (s->reg.npending) {
+			int left;
+
+			if (now >= s->reg.pending_until_ns) {
+				end_recovery(s);
+				continue;
+			}
+			left = (int)((s->reg.pending_until_ns - now + 999999) /
+				     1000000);
+			if (wait_ms < 0 || left < wait_ms)
+				wait_ms = left;
 		}
 		n = epoll_wait(s->epfd, ev, 32, wait_ms);
 

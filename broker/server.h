@@ -34,6 +34,7 @@ struct zbd_server {
 	size_t npeers;
 	struct zbd_slot_watch *watches;
 	unsigned long long next_peer_id;
+	char state_path[256]; /* the registry is saved here ("": never) */
 };
 
 /* Take over @listen_fd (bound, listening); block SIGTERM/SIGINT and watch

@@ -4,7 +4,8 @@
  * when none answers), create/open/delete/list/stat channels by name.
  *
  * One request at a time per connection, each answered before the next is
- * sent; every wait is bounded by the connection's timeout.
+ * sent; every wait is bounded by the connection's timeout. A keeper thread
+ * reconnects after the broker restarts (reconnect.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "ctl.h"
 #include "fdpass.h"
 #include "sockpath.h"
@@ -36,14 +38,6 @@
 #define DEFAULT_TIMEOUT_MS 5000
 
 extern char **environ;
-
-struct zbus_conn {
-	int sock;
-	int timeout_ms;
-	uint64_t next_id;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char error[256];
-};
 
 static int connect_to(const char *path)
 {
@@ -153,13 +147,29 @@ static int wait_sock(int sock, short events, uint64_t deadline)
 	}
 }
 
-/*
- * One request, one reply. On success *@rep is the unpacked reply (status
- * 0) and *@fd the fd that came with it (or -1); on a broker refusal the
- * status is returned and its message kept in @c->error.
- */
+static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
+			  int send_fd, Zbusctl__Reply **rep, int *fd);
+
+int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req, int send_fd,
+		    Zbusctl__Reply **rep, int *fd)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	r = request_locked(c, req, send_fd, rep, fd);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* See zb_conn_request(). */
 static int request(struct zbus_conn *c, Zbusctl__Request *req,
 		   Zbusctl__Reply **rep, int *fd)
+{
+	return zb_conn_request(c, req, -1, rep, fd);
+}
+
+static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
+			  int send_fd, Zbusctl__Reply **rep, int *fd)
 {
 	uint64_t deadline = zb_deadline_ms(c->timeout_ms);
 	uint8_t *buf;
@@ -168,9 +178,14 @@ static int request(struct zbus_conn *c, Zbusctl__Request *req,
 	Zbusctl__Reply *reply;
 
 	c->error[0] = 0;
+	if (c->sock < 0) {
+		snprintf(c->error, sizeof(c->error), "the broker is gone; "
+			 "reconnecting");
+		return -ENOTCONN;
+	}
 	req->id = ++c->next_id;
 	for (;;) {
-		r = zb_ctl_send(c->sock, &req->base, -1);
+		r = zb_ctl_send(c->sock, &req->base, send_fd);
 		if (r != -EAGAIN)
 			break;
 		r = wait_sock(c->sock, POLLOUT, deadline);
@@ -273,31 +288,13 @@ static int hello(struct zbus_conn *c)
 	return r;
 }
 
-ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
-			       struct zbus_conn **out)
+int zb_conn_connect(struct zbus_conn *c)
 {
-	struct zbus_conn *c;
 	int r;
 
-	if (!out)
-		return -EINVAL;
-	if (opts && (opts->reserved[0] || opts->reserved[1] ||
-		     opts->reserved[2] || opts->reserved[3] ||
-		     (opts->flags & ~ZBUS_CONN_NO_AUTOSTART) ||
-		     opts->timeout_ms < -1))
-		return -EINVAL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms
-						 : DEFAULT_TIMEOUT_MS;
-	r = zb_socket_path(opts ? opts->socket_path : NULL, c->path,
-			   sizeof(c->path));
-	if (r < 0)
-		goto fail;
 	c->sock = connect_to(c->path);
 	if ((c->sock == -ENOENT || c->sock == -ECONNREFUSED) &&
-	    autostart_allowed(opts)) {
+	    c->autostart) {
 		int ms = c->timeout_ms < 0 ? DEFAULT_TIMEOUT_MS : c->timeout_ms;
 
 		r = start_broker(c->path, ms);
@@ -306,27 +303,84 @@ ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
 	}
 	if (c->sock < 0) {
 		r = c->sock;
-		goto fail;
+		c->sock = -1;
+		return r;
 	}
 	r = hello(c);
 	if (r < 0) {
 		close(c->sock);
-		goto fail;
+		c->sock = -1;
+	}
+	return r;
+}
+
+ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
+			       struct zbus_conn **out)
+{
+	pthread_mutexattr_t ma;
+	struct zbus_conn *c;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	if (opts && (opts->reserved[0] || opts->reserved[1] ||
+		     opts->reserved[2] || opts->reserved[3] ||
+		     (opts->flags & ~(ZBUS_CONN_NO_AUTOSTART |
+				      ZBUS_CONN_NO_RECONNECT)) ||
+		     opts->timeout_ms < -1))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->sock = -1;
+	c->stop_fd = -1;
+	c->autostart = autostart_allowed(opts);
+	c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms
+						 : DEFAULT_TIMEOUT_MS;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&c->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	r = zb_socket_path(opts ? opts->socket_path : NULL, c->path,
+			   sizeof(c->path));
+	if (r == 0)
+		r = zb_conn_connect(c);
+	if (r == 0 && !(opts && (opts->flags & ZBUS_CONN_NO_RECONNECT)))
+		r = zb_keeper_start(c);
+	if (r < 0) {
+		if (c->sock >= 0)
+			close(c->sock);
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+		return r;
 	}
 	*out = c;
 	return 0;
-fail:
-	free(c);
-	return r;
 }
 
 ZBUS_EXPORT struct zbus_conn *zbus_conn_free(struct zbus_conn *c)
 {
 	if (c) {
-		close(c->sock);
+		zb_keeper_stop(c);
+		if (c->sock >= 0)
+			close(c->sock);
+		zb_conn_release_held(c);
+		pthread_mutex_destroy(&c->lock);
 		free(c);
 	}
 	return NULL;
+}
+
+ZBUS_EXPORT uint64_t zbus_conn_reconnects(struct zbus_conn *c)
+{
+	uint64_t n;
+
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	n = c->reconnects;
+	pthread_mutex_unlock(&c->lock);
+	return n;
 }
 
 ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *c)
@@ -334,14 +388,17 @@ ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *c)
 	return c ? c->error : "";
 }
 
-/* A channel reply: attach the fd that came with it. */
-static int attach_reply(Zbusctl__Reply *rep, int fd,
-			struct zbus_channel **out)
+/* A channel reply: attach the fd that came with it, and remember it for a
+ * broker restart. */
+static int attach_reply(struct zbus_conn *c, const char *name,
+			Zbusctl__Reply *rep, int fd, struct zbus_channel **out)
 {
 	int r = -EPROTO;
 
 	if (rep->body_case == ZBUSCTL__REPLY__BODY_CHANNEL && fd >= 0)
 		r = zbus_channel_attach_dup(fd, out);
+	if (r == 0)
+		zb_conn_hold_channel(c, name, fd);
 	if (fd >= 0)
 		close(fd);
 	zbusctl__reply__free_unpacked(rep, NULL);
@@ -384,7 +441,7 @@ ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
 	req.body_case = ZBUSCTL__REQUEST__BODY_CREATE;
 	req.create = &cr;
 	r = request(c, &req, &rep, &fd);
-	return r < 0 ? r : attach_reply(rep, fd, out);
+	return r < 0 ? r : attach_reply(c, name, rep, fd, out);
 }
 
 ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *c, const char *name,
@@ -404,20 +461,24 @@ ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *c, const char *name,
 	req.body_case = ZBUSCTL__REQUEST__BODY_OPEN;
 	req.open = &op;
 	r = request(c, &req, &rep, &fd);
-	return r < 0 ? r : attach_reply(rep, fd, out);
+	return r < 0 ? r : attach_reply(c, name, rep, fd, out);
 }
 
 ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *c, const char *name)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Delete del = ZBUSCTL__DELETE__INIT;
+	int r;
 
 	if (!c || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	del.name = (char *)name;
 	req.body_case = ZBUSCTL__REQUEST__BODY_DELETE;
 	req.delete_ = &del;
-	return request_status(c, &req);
+	r = request_status(c, &req);
+	if (r == 0)
+		zb_conn_drop_channel(c, name);
+	return r;
 }
 
 static void to_stat(const Zbusctl__ChannelInfo *ci,
@@ -528,6 +589,7 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
+	int r;
 
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
@@ -535,7 +597,10 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
 	zb_sub_identity(sub, &sb.slot, &sb.word);
 	req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
 	req.subscribe = &sb;
-	return request_status(c, &req);
+	r = request_status(c, &req);
+	if (r == 0)
+		zb_conn_hold_watch(c, ZB_WATCH_SUB, name, sb.slot, sb.word);
+	return r;
 }
 
 ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
@@ -543,6 +608,7 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
+	int r;
 
 	if (!c || !pub || !zb_ctl_name_valid(name))
 		return -EINVAL;
@@ -550,7 +616,10 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
 	zb_pub_identity(pub, &rp.slot, &rp.word);
 	req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
 	req.register_publisher = &rp;
-	return request_status(c, &req);
+	r = request_status(c, &req);
+	if (r == 0)
+		zb_conn_hold_watch(c, ZB_WATCH_PUB, name, rp.slot, rp.word);
+	return r;
 }
 
 ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,

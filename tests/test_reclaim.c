@@ -89,6 +89,8 @@ static void stop_broker(void)
 	unlink(sock);
 	snprintf(logpath, sizeof(logpath), "%s/zbusd.sock.lock", dir);
 	unlink(logpath);
+	snprintf(logpath, sizeof(logpath), "%s/zbusd.sock.state", dir);
+	unlink(logpath);
 	rmdir(dir);
 	tu_leak_end();
 }
@@ -592,6 +594,53 @@ static pid_t streamer(const char *name, uint64_t n)
 	return pid;
 }
 
+/*
+ * A child that subscribes (lossy: it holds nobody back) and registers
+ * through a connection it keeps, says 'k', then 'r' once that connection
+ * has reconnected to a new broker, then holds until killed.
+ */
+static pid_t kept_subscriber(const char *name, int *ready_fd)
+{
+	int p[2];
+	pid_t pid;
+
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
+	if (!pid) {
+		struct zbus_sub_opts so = { .policy = ZBUS_LOSSY };
+		struct zbus_conn *c;
+		struct zbus_channel *ch;
+		struct zbus_sub *s;
+
+		close(p[0]);
+		if (zbus_conn_open(&co, &c) ||
+		    zbus_conn_open_channel(c, name, ZBUS_ACCESS_SUBSCRIBE, &ch) ||
+		    zbus_sub_new(ch, &so, &s) ||
+		    zbus_conn_register_sub(c, name, s) ||
+		    write(p[1], "k", 1) != 1)
+			_exit(1);
+		while (!zbus_conn_reconnects(c))
+			usleep(1000);
+		if (write(p[1], "r", 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	*ready_fd = p[0];
+	return pid;
+}
+
+/* The subscriber count of @name as the broker reads it. */
+static uint32_t subscribers_of(struct zbus_conn *c, const char *name)
+{
+	struct zbus_channel_stat st;
+
+	cr_assert_eq(zbus_conn_stat(c, name, &st), 0, "stat: %s",
+		     zbus_conn_error(c));
+	return st.subscribers;
+}
+
 Test(reclaim, sigkill_of_the_broker_does_not_stop_the_data_path)
 {
 	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64 },
@@ -600,14 +649,18 @@ Test(reclaim, sigkill_of_the_broker_does_not_stop_the_data_path)
 	struct zbus_channel *ch;
 	struct zbus_conn *c, *c2;
 	struct zbus_sub *sub;
-	uint64_t next = 0, v;
+	uint64_t next = 0, v, t0;
 	const uint64_t n = 20000;
-	pid_t pid;
-	int r;
+	pid_t pid, kept;
+	int r, kept_fd;
+	char said;
 
 	cr_assert_eq(zbus_conn_open(&co, &c), 0);
 	cr_assert_eq(zbus_conn_create(c, "flow", &cp, &ch), 0);
 	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	kept = kept_subscriber("flow", &kept_fd);
+	cr_assert_eq(read(kept_fd, &said, 1), 1);
+	cr_assert_eq(said, 'k');
 	pid = streamer("flow", n);
 	/* Let the stream start, then take the broker away mid-flow. */
 	while (next < 1000) {
@@ -625,18 +678,48 @@ Test(reclaim, sigkill_of_the_broker_does_not_stop_the_data_path)
 		cr_assert_eq(v, next++);
 	}
 	cr_assert_eq(tu_wait_child(pid, 10), 0);
-	/* Control calls fail with a clear error, new ones too. */
+	/* Control calls fail with a clear error, new connections too. */
 	r = zbus_conn_list(c, &list);
-	cr_assert(r == -ECONNRESET || r == -EPIPE, "list: %d", r);
+	cr_assert(r == -ENOTCONN || r == -ECONNRESET || r == -EPIPE,
+		  "list: %d", r);
 	cr_assert_lt(zbus_conn_open(&co, &c2), 0);
-	/* A new broker takes the (stale) socket over and serves. */
+
+	/* A new broker takes the (stale) socket over; the connections
+	 * reconnect by themselves and bring the channel back. */
 	broker = spawn_broker();
+	t0 = now_ms();
+	while (!zbus_conn_reconnects(c) && now_ms() - t0 < 5000)
+		usleep(1000);
+	cr_assert_eq(zbus_conn_reconnects(c), 1, "no reconnection");
+	cr_assert_eq(read(kept_fd, &said, 1), 1);
+	cr_assert_eq(said, 'r', "the child did not reconnect");
+	close(kept_fd);
 	cr_assert_eq(zbus_conn_open(&co, &c2), 0);
 	r = zbus_conn_list(c2, &list);
-	cr_assert_geq(r, 0);
+	cr_assert_eq(r, 1, "the channel was not recovered");
+	cr_assert_str_eq(list[0].name, "flow");
+	cr_assert_eq(list[0].published, n, "the same segment, not a new one");
+	cr_assert_eq(list[0].mode, 0600);
 	free(list);
-	/* What does not stand yet (issue 3): the new broker does not know
-	 * the channels of the old one; clients do not re-register them. */
+	cr_assert(log_says("brought channel 'flow' back"));
+	/* The child registered again: its death is noticed by the new
+	 * broker, which frees its slot. */
+	cr_assert_eq(subscribers_of(c2, "flow"), 2);
+	kill(kept, SIGKILL);
+	waitpid(kept, NULL, 0);
+	t0 = now_ms();
+	while (subscribers_of(c2, "flow") != 1 && now_ms() - t0 < 2000)
+		usleep(1000);
+	cr_assert_eq(subscribers_of(c2, "flow"), 1,
+		     "the new broker did not free the dead one's slot");
+	/* And the data path still works across it all. */
+	pid = streamer("flow", 10);
+	for (uint64_t i = 0; i < 10; i++) {
+		cr_assert_eq(zbus_sub_recv(sub, &v, sizeof(v), NULL, 2000),
+			     sizeof(v));
+		cr_assert_eq(v, i);
+	}
+	cr_assert_eq(tu_wait_child(pid, 10), 0);
 	zbus_conn_free(c2);
 	zbus_sub_free(sub);
 	zbus_channel_free(ch);

@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = size;
 		struct zbd_action act;
 
-		CHECK(zbd_answer(&reg, &c, data, len, &out, &out_len, &fd,
+		CHECK(zbd_answer(&reg, &c, data, len, -1, &out, &out_len, &fd,
 				 &act) == 0);
 		CHECK(out_len <= ZB_CTL_MAX_RECORD);
 		rep = zbusctl__reply__unpack(NULL, out_len, out);

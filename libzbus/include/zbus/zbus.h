@@ -414,6 +414,7 @@ struct zbus_conn;
 
 /* Connection flags (struct zbus_conn_opts.flags). */
 #define ZBUS_CONN_NO_AUTOSTART 0x1u /* never start a broker ourselves */
+#define ZBUS_CONN_NO_RECONNECT 0x2u /* no keeper thread (see below) */
 
 /**
  * struct zbus_conn_opts - how to reach the broker
@@ -424,6 +425,14 @@ struct zbus_conn;
  *         library starts one ($ZBUS_BROKER, else the installed zbusd) on
  *         the socket and connects to it; $ZBUS_NO_AUTOSTART=1 has the same
  *         effect as the flag.
+ *         ZBUS_CONN_NO_RECONNECT. Without it, a keeper thread watches the
+ *         connection: when the broker goes away it reconnects (starting a
+ *         broker if allowed, retrying with a back-off up to 1 s), hands
+ *         the new broker the channels this connection created or opened
+ *         (up to 256, their memfds kept meanwhile) and registers again the
+ *         subscriptions and publishers registered through it. Requests
+ *         made while the broker is gone fail with -ENOTCONN. Keep the
+ *         connection open for as long as you want that.
  * @reserved: must be zero
  */
 struct zbus_conn_opts {
@@ -445,6 +454,12 @@ ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
 
 /** zbus_conn_free() - close the connection. Return: NULL. */
 ZBUS_EXPORT struct zbus_conn *zbus_conn_free(struct zbus_conn *conn);
+
+/**
+ * zbus_conn_reconnects() - how many times @conn reconnected to a new broker
+ * and gave it back what it held. Thread-safety: any thread.
+ */
+ZBUS_EXPORT uint64_t zbus_conn_reconnects(struct zbus_conn *conn);
 
 /**
  * zbus_conn_error() - the broker's readable message for the last failed

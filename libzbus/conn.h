@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn.h - a connection to the broker, as the library's own files see it:
+ * conn.c (requests) and reconnect.c (what it holds, and getting it back
+ * after the broker restarts).
+ */
+#ifndef ZB_CONN_H
+#define ZB_CONN_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#include "zbus_ctl.pb-c.h"
+
+/* What the broker watches for us, kept to be asked again after a restart. */
+enum zb_watch_kind { ZB_WATCH_SUB, ZB_WATCH_PUB };
+
+struct zb_held_watch {
+	enum zb_watch_kind kind;
+	char name[256];
+	uint32_t slot, word;
+};
+
+/* A channel this connection created or opened: name and its memfd. */
+struct zb_held_channel {
+	char name[256];
+	int fd;
+};
+
+/* Bounds on what a connection keeps for a restart (fds and memory). */
+#define ZB_CONN_MAX_HELD_CHANNELS 256
+#define ZB_CONN_MAX_HELD_WATCHES 1024
+
+struct zbus_conn {
+	/* Recursive: the keeper re-sends requests while holding it. */
+	pthread_mutex_t lock;
+	int sock;          /* -1 while the broker is gone */
+	int timeout_ms;
+	int autostart;
+	uint64_t next_id;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char error[256];
+	struct zb_held_channel *channels;
+	size_t nchannels;
+	struct zb_held_watch *watches;
+	size_t nwatches;
+	/* The keeper thread: wakes on the socket's hang-up and reconnects. */
+	pthread_t keeper;
+	int keeper_running;
+	int stop_fd;       /* eventfd: written to stop the keeper */
+	uint64_t reconnects;
+};
+
+/*
+ * zb_conn_request() - one request (with @send_fd if >= 0), one reply. On
+ * success *@rep is the unpacked reply and *@fd the fd that came with it
+ * (or -1); a refusal's status is returned, its message in @c->error.
+ * -ENOTCONN while the broker is gone.
+ */
+int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req, int send_fd,
+		    Zbusctl__Reply **rep, int *fd);
+/* Connect @c->sock (starting a broker if allowed) and say hello. */
+int zb_conn_connect(struct zbus_conn *c);
+
+/* Remember channel @name's memfd (duplicated) / a registration. Best
+ * effort: past the bounds, nothing is remembered. */
+void zb_conn_hold_channel(struct zbus_conn *c, const char *name, int fd);
+void zb_conn_drop_channel(struct zbus_conn *c, const char *name);
+void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+			const char *name, uint32_t slot, uint32_t word);
+void zb_conn_release_held(struct zbus_conn *c);
+
+/* Start / stop the keeper thread. Return: 0; -errno. */
+int zb_keeper_start(struct zbus_conn *c);
+void zb_keeper_stop(struct zbus_conn *c);
+
+#endif /* ZB_CONN_H */
