@@ -18,12 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
+#include "fdpass.h"
 #include "testutil.h"
 #include "zbus/zbus.h"
+#include "zbus_ctl.pb-c.h"
 
 static char dir[64], sock[128], logpath[128];
 static pid_t broker;
@@ -37,9 +42,10 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Start zbusd on @sock (a stale socket there is replaced) and wait until
- * it listens. */
-static pid_t spawn_broker(void)
+/* Start zbusd on @sock (a stale socket there is replaced) with
+ * --recovery-window @window_ms (0: the default) and wait until it
+ * listens. */
+static pid_t spawn_broker_window(unsigned window_ms)
 {
 	const char *build = getenv("ZBUS_BUILD_DIR");
 	char zbusd[512];
@@ -52,7 +58,15 @@ static pid_t spawn_broker(void)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (!freopen(logpath, "a", stderr))
 			_exit(126);
-		execl(zbusd, "zbusd", "--socket", sock, (char *)NULL);
+		if (window_ms) {
+			char w[16];
+
+			snprintf(w, sizeof(w), "%u", window_ms);
+			execl(zbusd, "zbusd", "--socket", sock,
+			      "--recovery-window", w, (char *)NULL);
+		} else {
+			execl(zbusd, "zbusd", "--socket", sock, (char *)NULL);
+		}
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) {
@@ -66,6 +80,11 @@ static pid_t spawn_broker(void)
 	}
 	cr_assert_fail("the broker did not start");
 	return -1;
+}
+
+static pid_t spawn_broker(void)
+{
+	return spawn_broker_window(0);
 }
 
 static void start_broker(void)
@@ -722,6 +741,125 @@ Test(reclaim, sigkill_of_the_broker_does_not_stop_the_data_path)
 	cr_assert_eq(tu_wait_child(pid, 10), 0);
 	zbus_conn_free(c2);
 	zbus_sub_free(sub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/*
+ * Adopt @name with @fd over a raw connection, as a client that lies would:
+ * the library only ever sends the memfd it was given. Return the status,
+ * the broker's sentence in @msg.
+ */
+static int raw_adopt(const char *name, int fd, char *msg, size_t cap)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Hello h = ZBUSCTL__HELLO__INIT;
+	Zbusctl__Adopt ad = ZBUSCTL__ADOPT__INIT;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Zbusctl__Reply *rep;
+	uint8_t buf[4096];
+	ssize_t n;
+	int s, status;
+
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_lt(strlen(sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	h.version = ZB_CTL_VERSION;
+	req.body_case = ZBUSCTL__REQUEST__BODY_HELLO;
+	req.hello = &h;
+	cr_assert_eq(zb_ctl_send(s, &req.base, -1), 0);
+	cr_assert_gt(recv(s, buf, sizeof(buf), 0), 0);
+	ad.name = (char *)name;
+	req.body_case = ZBUSCTL__REQUEST__BODY_ADOPT;
+	req.adopt = &ad;
+	cr_assert_eq(zb_ctl_send(s, &req.base, fd), 0);
+	n = recv(s, buf, sizeof(buf), 0);
+	cr_assert_gt(n, 0);
+	rep = zbusctl__reply__unpack(NULL, (size_t)n, buf);
+	cr_assert_not_null(rep);
+	status = rep->status;
+	snprintf(msg, cap, "%s", rep->message ? rep->message : "");
+	zbusctl__reply__free_unpacked(rep, NULL);
+	close(s);
+	return status;
+}
+
+Test(reclaim, a_restarted_broker_takes_back_only_the_very_memfd)
+{
+	struct zbus_conn_opts lone = co;
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64 },
+					  .mode = 0640 };
+	struct zbus_channel *ch, *fake, *again;
+	struct zbus_channel_stat st;
+	struct zbus_conn *c;
+	char msg[256];
+
+	/* No keeper: this test hands the memfd back itself. */
+	lone.flags |= ZBUS_CONN_NO_RECONNECT;
+	cr_assert_eq(zbus_conn_open(&lone, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "kept", &cp, &ch), 0);
+	zbus_conn_free(c);
+	kill(broker, SIGKILL);
+	waitpid(broker, NULL, 0);
+	broker = spawn_broker_window(60000);
+	cr_assert(log_says("recovering 1 channel"));
+
+	cr_assert_eq(zbus_conn_open(&lone, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "kept", &cp, &again), -EAGAIN);
+	cr_assert(strstr(zbus_conn_error(c), "being recovered"), "%s",
+		  zbus_conn_error(c));
+	cr_assert_eq(zbus_conn_open_channel(c, "kept", ZBUS_ACCESS_SUBSCRIBE,
+					    &again), -EAGAIN);
+	/* A look-alike: same geometry, same header, another memfd. */
+	cr_assert_eq(zbus_channel_create("kept", &cp.geometry, &fake), 0);
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake), msg,
+			       sizeof(msg)), -EBADF);
+	cr_assert(strstr(msg, "not the memfd"), "%s", msg);
+	cr_assert_eq(raw_adopt("nothing", zbus_channel_fd(ch), msg,
+			       sizeof(msg)), -ENOENT);
+	cr_assert_eq(raw_adopt("kept", -1, msg, sizeof(msg)), -EINVAL);
+	/* The real one, twice: the second is a no-op success. */
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch), msg, sizeof(msg)),
+		     0, "%s", msg);
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch), msg, sizeof(msg)),
+		     0, "%s", msg);
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake), msg,
+			       sizeof(msg)), -EEXIST);
+	cr_assert_eq(zbus_conn_stat(c, "kept", &st), 0);
+	cr_assert_eq(st.mode, 0640, "owner and mode come from the state");
+	cr_assert_eq(zbus_conn_open_channel(c, "kept", ZBUS_ACCESS_SUBSCRIBE,
+					    &again), 0);
+	zbus_channel_free(again);
+	zbus_channel_free(fake);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+Test(reclaim, channels_nobody_brings_back_are_forgotten_after_the_window)
+{
+	struct zbus_conn_opts lone = co;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	uint64_t t0;
+	int r;
+
+	lone.flags |= ZBUS_CONN_NO_RECONNECT;
+	cr_assert_eq(zbus_conn_open(&lone, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "orphan", NULL, &ch), 0);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+	kill(broker, SIGKILL);
+	waitpid(broker, NULL, 0);
+	broker = spawn_broker_window(300);
+	cr_assert_eq(zbus_conn_open(&lone, &c), 0);
+	t0 = now_ms();
+	while ((r = zbus_conn_create(c, "orphan", NULL, &ch)) == -EAGAIN &&
+	       now_ms() - t0 < 5000)
+		usleep(10000);
+	cr_assert_eq(r, 0, "create after the window: %s", zbus_strerror(r));
+	cr_assert_geq(now_ms() - t0, 200, "forgotten before the window");
+	cr_assert(log_says("1 channel not brought back, forgotten"));
 	zbus_channel_free(ch);
 	zbus_conn_free(c);
 }
