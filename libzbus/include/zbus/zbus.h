@@ -452,7 +452,11 @@ struct zbus_conn_opts {
 ZBUS_EXPORT int zbus_conn_open(const struct zbus_conn_opts *opts,
 			       struct zbus_conn **out);
 
-/** zbus_conn_free() - close the connection. Return: NULL. */
+/**
+ * zbus_conn_free() - close the connection (and stop its keeper thread).
+ * A child after fork() must neither use nor free its parent's connection:
+ * open its own. Return: NULL.
+ */
 ZBUS_EXPORT struct zbus_conn *zbus_conn_free(struct zbus_conn *conn);
 
 /**
