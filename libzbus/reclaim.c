@@ -27,23 +27,17 @@
 int zb_reclaim_pad(struct zb_segment *seg, uint64_t seq)
 {
 	uint32_t cap = seg->g.ring_capacity;
-	uint64_t claim = zb_load64_acquire(&seg->ctl->claim_seq), v;
+	uint64_t claim = zb_load64_acquire(&seg->ctl->claim_seq);
 	struct zb_desc *d = &seg->ring[seq & (cap - 1)];
 
 	/* Claimed, and its slot not claimed again since. */
 	if ((int64_t)(claim - seq) <= 0 || claim - seq > cap)
 		return 0;
-	v = zb_load64_acquire(&d->commit);
-	for (int tries = 0; tries < 64; tries++) {
-		if (zb_commit_reached(v, seq + 1))
-			return 0;
-		if (zb_cas64(&d->commit, v, ZB_COMMIT_PADDED | (seq + 1))) {
-			zb_ring_wake_sleepers(seg, seq);
-			return 1;
-		}
-		v = zb_load64_acquire(&d->commit);
-	}
-	return 0;
+	if (zb_commit_advance(&d->commit, zb_load64_acquire(&d->commit), seq,
+			      ZB_COMMIT_PADDED | (seq + 1)))
+		return 0;
+	zb_ring_wake_sleepers(seg, seq);
+	return 1;
 }
 
 /* Take one publisher out of the count, never below zero. */
@@ -82,7 +76,7 @@ int zb_reclaim_publisher(struct zb_segment *seg, uint32_t idx, uint32_t word)
 	flags = zb_load32(&sl->flags);
 	for (uint32_t i = 0; i < ZB_PUB_LOANS; i++)
 		loans[i] = zb_load64(&sl->loans[i]);
-	if (!zb_cas32(&sl->state, word, word & ~ZB_SLOT_STATE_MASK))
+	if (!zb_slot_free(&sl->state, word))
 		return -ESRCH;
 	for (uint32_t i = 0; i < ZB_PUB_LOANS; i++)
 		if (loans[i])

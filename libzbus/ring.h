@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "segment.h"
+#include "util.h"
 
 /* Private state of one publisher. */
 struct zb_ring_pub {
@@ -64,6 +65,39 @@ int zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
 static inline int zb_commit_reached(uint64_t v, uint64_t want)
 {
 	return (int64_t)(ZB_COMMIT_SEQ(v) - want) >= 0;
+}
+
+/*
+ * zb_commit_advance() - CAS @commit, last seen as @v, to @value (seq + 1,
+ * padded or not), unless it already reached seq + 1: the one rule by which
+ * a publish and the broker's pad race for a claim.
+ * Return: 0; -ECANCELED when it reached seq + 1 first; -EBUSY when it keeps
+ * changing under us (a peer scribbling on it).
+ */
+int zb_commit_advance(uint64_t *commit, uint64_t v, uint64_t seq,
+		      uint64_t value);
+
+/*
+ * Subscriber and publisher slots share one state-word protocol (layout.h):
+ * FREE -> JOINING (a new generation) -> ACTIVE -> FREE, each step a CAS.
+ */
+/* Take @state (JOINING) if FREE, with a new generation in *@gen (state
+ * bits clear): whoever remembers the old one (the broker) can no longer
+ * free it by mistake. Return: 1 if taken; 0 if in use or taken under us. */
+static inline int zb_slot_take(uint32_t *state, uint32_t *gen)
+{
+	uint32_t w = zb_load32(state);
+
+	*gen = (w & ~ZB_SLOT_STATE_MASK) + ZB_SLOT_GEN_ONE;
+	return (w & ZB_SLOT_STATE_MASK) == ZB_SLOT_FREE &&
+	       zb_cas32(state, w, *gen | ZB_SLOT_JOINING);
+}
+
+/* Free @state if it still holds @word exactly (same state, same
+ * generation), keeping the generation. Return: 1 if freed. */
+static inline int zb_slot_free(uint32_t *state, uint32_t word)
+{
+	return zb_cas32(state, word, word & ~ZB_SLOT_STATE_MASK);
 }
 
 /* Wake the subscribers asleep waiting for a seq <= @seq. */

@@ -69,13 +69,9 @@ static int take_slot(struct zb_ring_pub *p)
 
 	for (uint32_t i = 0; i < seg->g.max_pubs; i++) {
 		struct zb_pub_slot *sl = &seg->pubs[i];
-		uint32_t w = zb_load32(&sl->state), gen;
+		uint32_t gen;
 
-		/* A new generation with the slot, as for subscriber slots:
-		 * the broker frees exactly the publisher it watches. */
-		gen = (w & ~ZB_SLOT_STATE_MASK) + ZB_SLOT_GEN_ONE;
-		if ((w & ZB_SLOT_STATE_MASK) != ZB_SLOT_FREE ||
-		    !zb_cas32(&sl->state, w, gen | ZB_SLOT_JOINING))
+		if (!zb_slot_take(&sl->state, &gen))
 			continue;
 		for (uint32_t j = 0; j < ZB_PUB_LOANS; j++)
 			zb_store64(&sl->loans[j], 0);
@@ -93,7 +89,7 @@ static void drop_slot(struct zb_ring_pub *p)
 {
 	uint32_t gen = p->slot_word & ~ZB_SLOT_STATE_MASK;
 
-	zb_cas32(&p->slot->state, gen | ZB_SLOT_JOINING, gen);
+	zb_slot_free(&p->slot->state, gen | ZB_SLOT_JOINING);
 }
 
 int zb_ring_pub_init(struct zb_ring_pub *p, struct zb_segment *seg,
@@ -148,8 +144,7 @@ void zb_ring_pub_fini(struct zb_ring_pub *p)
 
 	/* Whoever frees the slot (we, or the broker after our death) fixes
 	 * the count, exactly once. */
-	if (!zb_cas32(&p->slot->state, p->slot_word,
-		      p->slot_word & ~ZB_SLOT_STATE_MASK))
+	if (!zb_slot_free(&p->slot->state, p->slot_word))
 		return;
 	if (p->exclusive)
 		zb_cas32(pubs, ZB_PUB_EXCLUSIVE_MARK, 0);
@@ -331,6 +326,21 @@ int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c)
 	}
 }
 
+int zb_commit_advance(uint64_t *commit, uint64_t v, uint64_t seq,
+		      uint64_t value)
+{
+	/* A failed CAS means the word moved: forward (padded or overtaken),
+	 * or a peer scribbling, which the bound is for. */
+	for (int tries = 0; tries < 64; tries++) {
+		if (zb_commit_reached(v, seq + 1))
+			return -ECANCELED;
+		if (zb_cas64(commit, v, value))
+			return 0;
+		v = zb_load64_acquire(commit);
+	}
+	return -EBUSY;
+}
+
 void zb_ring_wake_sleepers(struct zb_segment *seg, uint64_t seq)
 {
 	const struct zb_geometry *g = &seg->g;
@@ -370,36 +380,24 @@ int zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
 {
 	const struct zb_geometry *g = &p->seg->g;
 	struct zb_desc *d = &p->seg->ring[c->seq & (g->ring_capacity - 1)];
-	uint64_t want = c->seq + 1, v = zb_load64_acquire(&d->commit);
-	int r = -EBUSY;
+	uint64_t v = zb_load64_acquire(&d->commit);
+	int r = -ECANCELED;
 
-	if (zb_commit_reached(v, want)) {
-		r = -ECANCELED;
+	/* Lost already: write nothing of ours. */
+	if (zb_commit_reached(v, c->seq + 1))
 		goto out;
-	}
 	zb_store64(&d->pos, c->pos);
 	zb_store32(&d->length, len);
 	zb_store32(&d->flags, flags);
 	zb_store32(&d->pub_id, p->id);
 	zb_store32(&d->reserved, 0);
 	/*
-	 * Full barrier, pairs with the acquire of commit in zb_ring_read():
+	 * A full barrier, pairs with the acquire of commit in zb_ring_read():
 	 * the fields and the payload are visible before the commit is. It is
 	 * also our half of the Dekker with zb_ring_sleep(): our commit before
-	 * our load of the sleepers. A failure means the word moved: forward
-	 * (padded or overtaken: we lost it), or a peer scribbling (bounded).
+	 * our load of the sleepers.
 	 */
-	for (int tries = 0; tries < 64; tries++) {
-		if (zb_cas64(&d->commit, v, want)) {
-			r = 0;
-			break;
-		}
-		v = zb_load64_acquire(&d->commit);
-		if (zb_commit_reached(v, want)) {
-			r = -ECANCELED;
-			break;
-		}
-	}
+	r = zb_commit_advance(&d->commit, v, c->seq, c->seq + 1);
 out:
 	/* After the commit: a record of a committed loan is harmless (the
 	 * broker's pad CAS fails), a missing record of an open one is not. */

@@ -42,14 +42,10 @@ int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
 	s->fence = !zb_membarrier_register();
 	for (uint32_t i = 0; i < seg->g.max_subs; i++) {
 		struct zb_sub_slot *sl = &seg->slots[i];
-		uint32_t w = zb_load32(&sl->state), gen;
+		uint32_t gen;
 		uint64_t seq, pos;
 
-		/* A new generation with the slot: whoever remembers the old
-		 * one (the broker) can no longer free it by mistake. */
-		gen = (w & ~ZB_SLOT_STATE_MASK) + ZB_SLOT_GEN_ONE;
-		if ((w & ZB_SLOT_STATE_MASK) != ZB_SLOT_FREE ||
-		    !zb_cas32(&sl->state, w, gen | ZB_SLOT_JOINING))
+		if (!zb_slot_take(&sl->state, &gen))
 			continue;
 		s->slot = sl;
 		s->slot_idx = i;
@@ -98,7 +94,7 @@ int zb_ring_free_slot(struct zb_segment *seg, uint32_t idx, uint32_t word)
 		return 0;
 	sl = &seg->slots[idx];
 	/* Exactly this subscription: same state and generation. */
-	if (!zb_cas32(&sl->state, word, word & ~ZB_SLOT_STATE_MASK))
+	if (!zb_slot_free(&sl->state, word))
 		return 0;
 	zb_and64(&ctl->sleepers[idx / 64], ~(1ull << (idx % 64)));
 	/* A producer may be asleep waiting for it: let it rescan (the CAS
