@@ -584,42 +584,60 @@ ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
 	return 0;
 }
 
-ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
-				       const struct zbus_sub *sub)
+int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+		  const char *name, uint32_t slot, uint32_t word)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
-	int r;
+	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
+
+	if (kind == ZB_WATCH_SUB) {
+		sb.name = (char *)name;
+		sb.slot = slot;
+		sb.word = word;
+		req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
+		req.subscribe = &sb;
+	} else {
+		rp.name = (char *)name;
+		rp.slot = slot;
+		rp.word = word;
+		req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
+		req.register_publisher = &rp;
+	}
+	return request_status(c, &req);
+}
+
+/* Register and remember a watch, for a broker restart. */
+static int register_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+			  const char *name, uint32_t slot, uint32_t word)
+{
+	int r = zb_conn_watch(c, kind, name, slot, word);
+
+	if (r == 0)
+		zb_conn_hold_watch(c, kind, name, slot, word);
+	return r;
+}
+
+ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
+				       const struct zbus_sub *sub)
+{
+	uint32_t slot, word;
 
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
-	sb.name = (char *)name;
-	zb_sub_identity(sub, &sb.slot, &sb.word);
-	req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
-	req.subscribe = &sb;
-	r = request_status(c, &req);
-	if (r == 0)
-		zb_conn_hold_watch(c, ZB_WATCH_SUB, name, sb.slot, sb.word);
-	return r;
+	zb_sub_identity(sub, &slot, &word);
+	return register_watch(c, ZB_WATCH_SUB, name, slot, word);
 }
 
 ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
 				       const struct zbus_pub *pub)
 {
-	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
-	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
-	int r;
+	uint32_t slot, word;
 
 	if (!c || !pub || !zb_ctl_name_valid(name))
 		return -EINVAL;
-	rp.name = (char *)name;
-	zb_pub_identity(pub, &rp.slot, &rp.word);
-	req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
-	req.register_publisher = &rp;
-	r = request_status(c, &req);
-	if (r == 0)
-		zb_conn_hold_watch(c, ZB_WATCH_PUB, name, rp.slot, rp.word);
-	return r;
+	zb_pub_identity(pub, &slot, &word);
+	return register_watch(c, ZB_WATCH_PUB, name, slot, word);
 }
 
 ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,

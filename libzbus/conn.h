@@ -60,6 +60,10 @@ struct zbus_conn {
  */
 int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req, int send_fd,
 		    Zbusctl__Reply **rep, int *fd);
+/* Ask the broker to watch @slot (holding @word) of channel @name, per
+ * @kind (Subscribe or RegisterPublisher). Return: as zb_conn_request(). */
+int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+		  const char *name, uint32_t slot, uint32_t word);
 /* Connect @c->sock (starting a broker if allowed) and say hello. */
 int zb_conn_connect(struct zbus_conn *c);
 

@@ -121,29 +121,9 @@ static int adopt(struct zbus_conn *c, size_t i)
 /* Ask for watch @i again. Return: 1 to keep it, 0 to forget it. */
 static int rewatch(struct zbus_conn *c, size_t i)
 {
-	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
-	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
-	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
-	struct zb_held_watch *w = &c->watches[i];
-	Zbusctl__Reply *rep;
-	int r;
+	const struct zb_held_watch *w = &c->watches[i];
+	int r = zb_conn_watch(c, w->kind, w->name, w->slot, w->word);
 
-	if (w->kind == ZB_WATCH_SUB) {
-		sb.name = w->name;
-		sb.slot = w->slot;
-		sb.word = w->word;
-		req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
-		req.subscribe = &sb;
-	} else {
-		rp.name = w->name;
-		rp.slot = w->slot;
-		rp.word = w->word;
-		req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
-		req.register_publisher = &rp;
-	}
-	r = zb_conn_request(c, &req, -1, &rep, NULL);
-	if (r == 0)
-		zbusctl__reply__free_unpacked(rep, NULL);
 	return r == 0 || (r != -ENOENT && r != -ESTALE && r != -EACCES);
 }
 
