@@ -77,6 +77,22 @@ static void recover(struct zbd_server *s, const char *path,
 		"ms)", n, n == 1 ? "" : "s", window_ms);
 }
 
+/* --@opt's value (optarg): milliseconds up to a day. Return: 0; -1 with
+ * a message. */
+static int parse_ms(const char *opt, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(optarg, &end, 10);
+	if (errno || end == optarg || *end || *out > 86400000ul) {
+		fprintf(stderr, "zbusd: --%s: milliseconds, 0..86400000\n",
+			opt);
+		return -1;
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: zbusd [--socket PATH] [--background] "
@@ -213,7 +229,6 @@ int main(int argc, char **argv)
 	int bg = 0, c, fd, lock_fd = -1, r;
 	unsigned long unblock_ms = DEFAULT_UNBLOCK_MS;
 	unsigned long recovery_ms = DEFAULT_RECOVERY_MS;
-	char *end;
 
 	/*
 	 * A broker started by a library inherits whatever its client had
@@ -226,18 +241,12 @@ int main(int argc, char **argv)
 		case 's': want = optarg; break;
 		case 'b': bg = 1; break;
 		case 'u':
-		case 'r':
-			errno = 0;
-			*(c == 'u' ? &unblock_ms : &recovery_ms) =
-				strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end ||
-			    (c == 'u' ? unblock_ms : recovery_ms) >
-				    86400000ul) {
-				fprintf(stderr, "zbusd: --%s: milliseconds, "
-					"0..86400000\n", c == 'u' ?
-					"unblock-timeout" : "recovery-window");
+			if (parse_ms("unblock-timeout", &unblock_ms))
 				return 2;
-			}
+			break;
+		case 'r':
+			if (parse_ms("recovery-window", &recovery_ms))
+				return 2;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -51,14 +51,14 @@ static void saved_to_record(const struct zbd_saved_channel *s,
 
 /* The record of @c. Its name points into @c, which must outlive it. */
 static int channel_to_record(const struct zbd_channel *c,
-			     struct zbd_saved_channel *tmp,
 			     Zbusd__SavedChannel *rec)
 {
+	struct zbd_saved_channel s;
 	struct stat st;
 
 	if (fstat(zbus_channel_fd(c->ch), &st) < 0)
 		return -errno;
-	*tmp = (struct zbd_saved_channel){
+	s = (struct zbd_saved_channel){
 		.id = c->id,
 		.owner_uid = c->owner_uid,
 		.owner_gid = c->owner_gid,
@@ -75,8 +75,8 @@ static int channel_to_record(const struct zbd_channel *c,
 		.created_unix_ns = c->created_unix_ns,
 		.unblock_timeout_ms = c->unblock_timeout_ms,
 	};
-	saved_to_record(tmp, rec);
-	rec->name = (char *)c->name;
+	saved_to_record(&s, rec);
+	rec->name = (char *)c->name; /* not into s, which dies here */
 	return 0;
 }
 
@@ -87,7 +87,6 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	Zbusd__State state = ZBUSD__STATE__INIT;
 	_zb_cleanup_free_ Zbusd__SavedChannel *recs = NULL;
 	_zb_cleanup_free_ Zbusd__SavedChannel **ptrs = NULL;
-	_zb_cleanup_free_ struct zbd_saved_channel *tmp = NULL;
 	const struct zbd_channel *c;
 	size_t n = reg->npending;
 	int r;
@@ -102,15 +101,14 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	/* n + 1: an empty registry is no reason for calloc() to fail. */
 	recs = calloc(n + 1, sizeof(*recs));
 	ptrs = calloc(n + 1, sizeof(*ptrs));
-	tmp = calloc(n + 1, sizeof(*tmp));
-	if (!recs || !ptrs || !tmp)
+	if (!recs || !ptrs)
 		return -ENOMEM;
 	for (n = 0; n < reg->npending; n++) {
 		saved_to_record(&reg->pending[n], &recs[n]);
 		ptrs[n] = &recs[n];
 	}
 	for (c = reg->head; c; c = c->next, n++) {
-		r = channel_to_record(c, &tmp[n], &recs[n]);
+		r = channel_to_record(c, &recs[n]);
 		if (r < 0)
 			return r;
 		ptrs[n] = &recs[n];

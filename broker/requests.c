@@ -223,13 +223,13 @@ static void do_open(struct zbd_registry *reg, struct zbd_client *p,
 	do_open_existing(p, c, op->access, rp);
 }
 
-/* Is @fd the memfd @rec was saved from? */
-static int same_memfd(int fd, const struct zbd_saved_channel *rec)
+/* Is @fd the file (@dev, @ino)? */
+static int same_file(int fd, uint64_t dev, uint64_t ino)
 {
 	struct stat st;
 
-	return fstat(fd, &st) == 0 && (uint64_t)st.st_dev == rec->seg_dev &&
-	       (uint64_t)st.st_ino == rec->seg_ino;
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_dev == dev &&
+	       (uint64_t)st.st_ino == ino;
 }
 
 /* Does the attached @ch have the geometry @rec was saved with? */
@@ -276,11 +276,10 @@ static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
 	if (c) {
 		/* Another client brought it back first: fine if it is the
 		 * same memfd, a different channel otherwise. */
-		struct stat a, b;
+		struct stat st;
 
-		if (fstat(fd, &a) == 0 &&
-		    fstat(zbus_channel_fd(c->ch), &b) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		if (fstat(zbus_channel_fd(c->ch), &st) == 0 &&
+		    same_file(fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino))
 			fill_info(c, rp);
 		else
 			fail(rp, -EEXIST, "channel '%s' is another channel "
@@ -299,7 +298,7 @@ static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
 	}
 	/* The very memfd, not one made to look like it: a client could
 	 * otherwise swap a channel under everyone who opens it later. */
-	if (!same_memfd(fd, rec)) {
+	if (!same_file(fd, rec->seg_dev, rec->seg_ino)) {
 		fail(rp, -EBADF, "that is not the memfd of channel '%s'",
 		     rec->name);
 		return;

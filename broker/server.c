@@ -297,13 +297,23 @@ static size_t watches_of_uid(const struct zbd_server *s, uid_t uid)
 
 static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w);
 
+/* The channel @w is about, or NULL if it went (its name may be another
+ * channel's now: the id tells). */
+static struct zbd_channel *watched_channel(struct zbd_server *s,
+					   const struct zbd_slot_watch *w)
+{
+	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
+
+	return c && c->id == w->channel_id ? c : NULL;
+}
+
 /* Does @w's slot still hold what it watches? A subscription or publisher
  * freed by its owner (or reclaimed, or whose channel went) does not. */
 static int watch_live(struct zbd_server *s, const struct zbd_slot_watch *w)
 {
-	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
+	struct zbd_channel *c = watched_channel(s, w);
 
-	if (!c || c->id != w->channel_id)
+	if (!c)
 		return 0;
 	return (w->kind == ZBD_WATCH_SUB ? zb_live_slot_word(c->ch, w->slot) :
 					   zb_live_pub_word(c->ch, w->slot)) ==
@@ -382,10 +392,10 @@ static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w)
  * for a publisher, pad the loans it left open). */
 static void reclaim(struct zbd_server *s, struct zbd_slot_watch *w)
 {
-	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
+	struct zbd_channel *c = watched_channel(s, w);
 	int n;
 
-	if (!c || c->id != w->channel_id) {
+	if (!c) {
 		unlink_watch(s, w);
 		return;
 	}
