@@ -458,7 +458,8 @@ static int zlink_open(struct link *l, enum role role)
 		 * The child maps the channel from its memfd as any other
 		 * process would, instead of using the inherited mapping.
 		 */
-		ret = zbus_channel_attach_dup(zbus_channel_fd(z->ch), &ch);
+		ret = zbus_channel_attach_dup(zbus_channel_fd(z->ch),
+					      zbus_channel_state_fd(z->ch), &ch);
 		if (ret < 0)
 			return zfail(ret, "zbus_channel_attach_dup");
 		zbus_channel_free(z->ch);

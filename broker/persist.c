@@ -47,6 +47,9 @@ static void saved_to_record(const struct zbd_saved_channel *s,
 	rec->seg_ino = s->seg_ino;
 	rec->created_unix_ns = s->created_unix_ns;
 	rec->unblock_timeout_ms = s->unblock_timeout_ms;
+	rec->state_dev = s->state_dev;
+	rec->state_ino = s->state_ino;
+	rec->sealed = !!s->sealed;
 }
 
 /* The record of @c. Its name points into @c, which must outlive it. */
@@ -54,9 +57,10 @@ static int channel_to_record(const struct zbd_channel *c,
 			     Zbusd__SavedChannel *rec)
 {
 	struct zbd_saved_channel s;
-	struct stat st;
+	struct stat st, sst;
 
-	if (fstat(zbus_channel_fd(c->ch), &st) < 0)
+	if (fstat(zbus_channel_fd(c->ch), &st) < 0 ||
+	    fstat(zbus_channel_state_fd(c->ch), &sst) < 0)
 		return -errno;
 	s = (struct zbd_saved_channel){
 		.id = c->id,
@@ -74,6 +78,9 @@ static int channel_to_record(const struct zbd_channel *c,
 		.seg_ino = (uint64_t)st.st_ino,
 		.created_unix_ns = c->created_unix_ns,
 		.unblock_timeout_ms = c->unblock_timeout_ms,
+		.state_dev = (uint64_t)sst.st_dev,
+		.state_ino = (uint64_t)sst.st_ino,
+		.sealed = c->sealed,
 	};
 	saved_to_record(&s, rec);
 	rec->name = (char *)c->name; /* not into s, which dies here */
@@ -261,6 +268,9 @@ static int channel_from_record(const Zbusd__SavedChannel *rec,
 	s->created_unix_ns = rec->created_unix_ns;
 	s->max_publishers = rec->max_publishers;
 	s->unblock_timeout_ms = rec->unblock_timeout_ms;
+	s->state_dev = rec->state_dev;
+	s->state_ino = rec->state_ino;
+	s->sealed = rec->sealed;
 	return 0;
 }
 

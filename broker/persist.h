@@ -17,7 +17,7 @@
 
 #include "registry.h"
 
-#define ZBD_PERSIST_VERSION 1             /* State.version written, read */
+#define ZBD_PERSIST_VERSION 2             /* State.version written, read */
 #define ZBD_PERSIST_MAX_BYTES (16u << 20) /* larger files are refused */
 
 /* A channel as saved: struct zbd_channel without its mapping. */

@@ -7,10 +7,13 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
 				      const char *name)
@@ -21,40 +24,119 @@ struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
 	return NULL;
 }
 
-int zbd_registry_create(struct zbd_registry *r, const char *name,
-			const struct zbus_channel_opts *opts, uint32_t mode,
-			uint32_t policy, const struct zbd_identity *who,
-			struct zbd_channel **out)
+int zbd_reopen(int fd, int flags)
+{
+	char path[64];
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	r = open(path, flags | O_CLOEXEC);
+	return r < 0 ? -errno : r;
+}
+
+/*
+ * The data memfd handed to clients that may only subscribe. Read-only: it
+ * cannot be mapped writable, and with mode 0600 a client of another uid
+ * cannot reopen it read-write through /proc either (the same uid can:
+ * that is one trust domain anyway, FIELD-NOTES). A sealed channel cannot
+ * be mapped writable by anyone, so its own fd will do.
+ */
+static int subscriber_fd(struct zbus_channel *ch, int sealed)
+{
+	int fd = zbus_channel_fd(ch), fl = fcntl(fd, F_GETFL);
+
+	if (sealed || (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY)) {
+		int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+		return d < 0 ? -errno : d;
+	}
+	/* Fails on a memfd another uid made: its reopen still decides. */
+	(void)fchmod(fd, 0600);
+	return zbd_reopen(fd, O_RDONLY);
+}
+
+/* Register @ch (taken over on success) under @name. */
+static int add(struct zbd_registry *r, const char *name,
+	       struct zbus_channel *ch, int sealed, struct zbd_channel **out)
 {
 	struct zbd_channel *c;
-	struct timespec now;
-	int ret;
+	int fd;
 
 	if (zbd_registry_find(r, name))
 		return -EEXIST;
+	fd = subscriber_fd(ch, sealed);
+	if (fd < 0)
+		return fd;
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		close(fd);
 		return -ENOMEM;
-	ret = zbus_channel_create(name, opts, &c->ch);
-	if (ret < 0) {
-		free(c);
-		return ret;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", name);
-	c->id = ++r->next_id;
-	zbus_channel_info(c->ch, &c->info);
-	c->owner_uid = who->uid;
-	c->owner_gid = who->gid;
-	c->mode = mode & 0777;
-	c->default_policy = policy;
-	clock_gettime(CLOCK_REALTIME, &now);
-	c->created_unix_ns = (uint64_t)now.tv_sec * 1000000000u +
-			     (uint64_t)now.tv_nsec;
+	c->ch = ch;
+	c->sub_fd = fd;
+	c->sealed = sealed;
+	zbus_channel_info(ch, &c->info);
 	c->next = r->head;
 	r->head = c;
 	r->count++;
 	*out = c;
 	return 0;
+}
+
+static uint64_t wall_clock_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* A new channel's owner, mode and policy, from @who. */
+static void set_new(struct zbd_registry *r, struct zbd_channel *c,
+		    uint32_t mode, uint32_t policy,
+		    const struct zbd_identity *who)
+{
+	c->id = ++r->next_id;
+	c->owner_uid = who->uid;
+	c->owner_gid = who->gid;
+	c->mode = mode & 0777;
+	c->default_policy = policy;
+	c->created_unix_ns = wall_clock_ns();
+}
+
+int zbd_registry_create(struct zbd_registry *r, const char *name,
+			const struct zbus_channel_opts *opts, uint32_t mode,
+			uint32_t policy, const struct zbd_identity *who,
+			struct zbd_channel **out)
+{
+	struct zbus_channel *ch;
+	int ret;
+
+	if (zbd_registry_find(r, name))
+		return -EEXIST;
+	ret = zbus_channel_create(name, opts, &ch);
+	if (ret < 0)
+		return ret;
+	ret = add(r, name, ch, 0, out);
+	if (ret < 0) {
+		zbus_channel_free(ch);
+		return ret;
+	}
+	set_new(r, *out, mode, policy, who);
+	return 0;
+}
+
+int zbd_registry_add_sealed(struct zbd_registry *r, const char *name,
+			    struct zbus_channel *ch, uint32_t mode,
+			    uint32_t policy, const struct zbd_identity *who,
+			    struct zbd_channel **out)
+{
+	int ret = add(r, name, ch, 1, out);
+
+	if (ret == 0)
+		set_new(r, *out, mode, policy, who);
+	return ret;
 }
 
 struct zbd_saved_channel *zbd_registry_pending(struct zbd_registry *r,
@@ -69,24 +151,20 @@ struct zbd_saved_channel *zbd_registry_pending(struct zbd_registry *r,
 int zbd_registry_adopt(struct zbd_registry *r, struct zbd_saved_channel *rec,
 		       struct zbus_channel *ch, struct zbd_channel **out)
 {
-	struct zbd_channel *c = calloc(1, sizeof(*c));
 	size_t i = (size_t)(rec - r->pending);
+	struct zbd_channel *c;
+	int ret;
 
-	if (!c)
-		return -ENOMEM;
-	snprintf(c->name, sizeof(c->name), "%s", rec->name);
+	ret = add(r, rec->name, ch, rec->sealed, &c);
+	if (ret < 0)
+		return ret;
 	c->id = rec->id;
-	c->ch = ch;
-	zbus_channel_info(ch, &c->info);
 	c->owner_uid = rec->owner_uid;
 	c->owner_gid = rec->owner_gid;
 	c->mode = rec->mode;
 	c->default_policy = rec->default_policy;
 	c->unblock_timeout_ms = rec->unblock_timeout_ms;
 	c->created_unix_ns = rec->created_unix_ns;
-	c->next = r->head;
-	r->head = c;
-	r->count++;
 	r->pending[i] = r->pending[--r->npending];
 	*out = c;
 	return 0;
@@ -106,6 +184,7 @@ void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c)
 			continue;
 		*p = c->next;
 		r->count--;
+		close(c->sub_fd);
 		zbus_channel_free(c->ch);
 		free(c);
 		return;

@@ -24,6 +24,8 @@ struct zbd_channel {
 	uint64_t id; /* unique for the broker's life: names can be reused */
 	char name[256];
 	struct zbus_channel *ch; /* the broker's own mapping */
+	int sub_fd;              /* data memfd for subscribe-only clients */
+	int sealed;              /* offered by its producer: only it writes */
 	struct zbus_channel_info info;
 	uid_t owner_uid;
 	gid_t owner_gid;
@@ -58,6 +60,9 @@ struct zbd_saved_channel {
 	uint64_t created_unix_ns;
 	uint32_t max_publishers;
 	uint32_t unblock_timeout_ms;
+	uint64_t state_dev; /* the same of the state memfd */
+	uint64_t state_ino;
+	int sealed;
 };
 
 struct zbd_registry {
@@ -93,6 +98,20 @@ int zbd_registry_create(struct zbd_registry *r, const char *name,
 			const struct zbus_channel_opts *opts, uint32_t mode,
 			uint32_t policy, const struct zbd_identity *who,
 			struct zbd_channel **out);
+/*
+ * zbd_registry_add_sealed() - register @ch, a sealed channel a producer
+ * offered (taken over: freed with the channel), owned by @who.
+ * Return: 0; -EEXIST; -ENOMEM; -errno.
+ */
+int zbd_registry_add_sealed(struct zbd_registry *r, const char *name,
+			    struct zbus_channel *ch, uint32_t mode,
+			    uint32_t policy, const struct zbd_identity *who,
+			    struct zbd_channel **out);
+/*
+ * zbd_reopen() - @fd reopened through /proc with @flags (a memfd has no
+ * other name). Return: the new fd; -errno.
+ */
+int zbd_reopen(int fd, int flags);
 void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c);
 void zbd_registry_clear(struct zbd_registry *r);
 size_t zbd_registry_count_owned(const struct zbd_registry *r, uid_t uid);

@@ -1,19 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * requests.c - the broker's answers: one request record in, one reply
- * record (and maybe a memfd) out, for a client whose identity the kernel
+ * record (and maybe a channel's memfds) out, for a client whose identity the kernel
  * gave us. No sockets here: the event loop moves the bytes, the fuzzer
  * calls this directly.
  */
 #include "requests.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "fdpass.h"
@@ -31,7 +33,7 @@
 struct reply {
 	Zbusctl__Reply r;
 	char msg[320];
-	int fd; /* sent with the reply, not owned */
+	struct zb_fds fds; /* sent with the reply, not owned */
 	Zbusctl__HelloReply hello;
 	Zbusctl__ChannelInfo info;
 	Zbusctl__ChannelParams params;
@@ -77,6 +79,7 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 	ci->subscribers = live.subscribers;
 	ci->published = live.published;
 	ci->reclaimed = c->reclaimed;
+	ci->sealed = c->sealed;
 	rp->r.body_case = ZBUSCTL__REPLY__BODY_CHANNEL;
 	rp->r.channel = ci;
 }
@@ -114,9 +117,25 @@ static void do_hello(struct zbd_client *p, const Zbusctl__Hello *h,
 	rp->r.hello = &rp->hello;
 }
 
+/* Send @c's memfds with the reply: the data one read-write only to those
+ * who may publish. */
+static void hand_out(struct zbd_channel *c, uint32_t access,
+		     struct reply *rp)
+{
+	rp->fds.n = ZB_NFDS;
+	rp->fds.fd[ZB_FD_DATA] = (access & ZBUS_ACCESS_PUBLISH) ?
+					 zbus_channel_fd(c->ch) : c->sub_fd;
+	rp->fds.fd[ZB_FD_STATE] = zbus_channel_state_fd(c->ch);
+}
+
 static void do_open_existing(struct zbd_client *p, struct zbd_channel *c,
 			     uint32_t access, struct reply *rp)
 {
+	if (c->sealed && (access & ZBUS_ACCESS_PUBLISH)) {
+		fail(rp, -EACCES, "channel '%s' is sealed: only the process "
+		     "that offered it publishes", c->name);
+		return;
+	}
 	if (!zbd_may(c, &p->who, access)) {
 		fail(rp, -EACCES, "uid %u may not %s channel '%s' (owner "
 		     "%u:%u, mode %03o)", (unsigned)p->who.uid,
@@ -128,7 +147,29 @@ static void do_open_existing(struct zbd_client *p, struct zbd_channel *c,
 		return;
 	}
 	fill_info(c, rp);
-	rp->fd = zbus_channel_fd(c->ch);
+	hand_out(c, access, rp);
+}
+
+/* Would @bytes more of segments keep @who within its quotas? Else fail. */
+static int within_quota(struct zbd_registry *reg, const struct zbd_client *p,
+			uint64_t bytes, struct reply *rp)
+{
+	uint64_t owned_bytes = 0;
+
+	for (struct zbd_channel *x = reg->head; x; x = x->next)
+		if (x->owner_uid == p->who.uid)
+			owned_bytes += x->info.segment_bytes +
+				       x->info.state_bytes;
+	if (reg->count < ZBD_MAX_CHANNELS &&
+	    zbd_registry_count_owned(reg, p->who.uid) <
+		    ZBD_MAX_CHANNELS_PER_UID &&
+	    owned_bytes + bytes <= ZBD_MAX_BYTES_PER_UID)
+		return 1;
+	fail(rp, -EDQUOT, "quota exhausted for uid %u: at most %u channels "
+	     "and %llu GiB of segments per user, %u channels in all",
+	     (unsigned)p->who.uid, ZBD_MAX_CHANNELS_PER_UID,
+	     ZBD_MAX_BYTES_PER_UID >> 30, ZBD_MAX_CHANNELS);
+	return 0;
 }
 
 static void do_create(struct zbd_registry *reg, struct zbd_client *p,
@@ -138,7 +179,6 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 	const Zbusctl__ChannelParams *cp = cr->params;
 	struct zbus_channel_opts o = { 0 };
 	uint32_t mode = 0600, policy = ZBUS_RELIABLE;
-	uint64_t owned_bytes = 0;
 	struct zbd_channel *c;
 	struct zb_geometry g;
 	int r;
@@ -174,19 +214,8 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 		fail(rp, -EINVAL, "invalid channel parameters");
 		return;
 	}
-	for (struct zbd_channel *x = reg->head; x; x = x->next)
-		if (x->owner_uid == p->who.uid)
-			owned_bytes += x->info.segment_bytes;
-	if (reg->count >= ZBD_MAX_CHANNELS ||
-	    zbd_registry_count_owned(reg, p->who.uid) >=
-		    ZBD_MAX_CHANNELS_PER_UID ||
-	    owned_bytes + g.segment_size > ZBD_MAX_BYTES_PER_UID) {
-		fail(rp, -EDQUOT, "quota exhausted for uid %u: at most %u "
-		     "channels and %llu GiB of segments per user, %u channels "
-		     "in all", (unsigned)p->who.uid, ZBD_MAX_CHANNELS_PER_UID,
-		     ZBD_MAX_BYTES_PER_UID >> 30, ZBD_MAX_CHANNELS);
+	if (!within_quota(reg, p, g.segment_size + g.state_size, rp))
 		return;
-	}
 	r = zbd_registry_create(reg, cr->name, &o, mode, policy, &p->who,
 				&c);
 	if (r < 0) {
@@ -200,7 +229,7 @@ static void do_create(struct zbd_registry *reg, struct zbd_client *p,
 		(unsigned long long)c->info.segment_bytes, c->mode);
 	act->changed = 1;
 	fill_info(c, rp);
-	rp->fd = zbus_channel_fd(c->ch);
+	hand_out(c, ZBUS_ACCESS_PUBLISH | ZBUS_ACCESS_SUBSCRIBE, rp);
 }
 
 static void do_open(struct zbd_registry *reg, struct zbd_client *p,
@@ -259,27 +288,74 @@ static int may_touch_saved(const struct zbd_saved_channel *rec,
 	       zbd_may(&c, who, ZBUS_ACCESS_PUBLISH);
 }
 
+/* Are @fds the memfds fstat() gave (@dev, @ino) and (@sdev, @sino)? */
+static int same_files(const struct zb_fds *fds, uint64_t dev, uint64_t ino,
+		      uint64_t sdev, uint64_t sino)
+{
+	return fds->n == ZB_NFDS &&
+	       same_file(fds->fd[ZB_FD_DATA], dev, ino) &&
+	       same_file(fds->fd[ZB_FD_STATE], sdev, sino);
+}
+
+/* Are @fds the memfds of the live channel @c? */
+static int fds_of(const struct zbd_channel *c, const struct zb_fds *fds)
+{
+	struct stat st, sst;
+
+	return fstat(zbus_channel_fd(c->ch), &st) == 0 &&
+	       fstat(zbus_channel_state_fd(c->ch), &sst) == 0 &&
+	       same_files(fds, (uint64_t)st.st_dev, (uint64_t)st.st_ino,
+			  (uint64_t)sst.st_dev, (uint64_t)sst.st_ino);
+}
+
+/*
+ * Attach the memfds a client brought back for @rec. A client that may
+ * only subscribe holds a read-only data memfd; the broker needs it
+ * writable (it pads dead producers' claims), so it reopens it, which works
+ * for the uid that made it or root. Not for a sealed channel: nobody can
+ * map that one writable again.
+ */
+static int attach_recovered(const struct zbd_saved_channel *rec,
+			    const struct zb_fds *fds, struct zbus_channel **ch)
+{
+	int data = fds->fd[ZB_FD_DATA], fl = fcntl(data, F_GETFL), rw = -1;
+	int r;
+
+	if (!rec->sealed && fl >= 0 && (fl & O_ACCMODE) == O_RDONLY) {
+		rw = zbd_reopen(data, O_RDWR);
+		if (rw < 0)
+			return -EACCES;
+		data = rw;
+	}
+	r = zbus_channel_attach_dup(data, fds->fd[ZB_FD_STATE], ch);
+	if (rw >= 0)
+		close(rw);
+	if (r == 0 && !same_geometry(*ch, rec)) {
+		*ch = zbus_channel_free(*ch);
+		r = -EBADMSG;
+	}
+	return r;
+}
+
 static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
-		     const Zbusctl__Adopt *ad, int fd, struct reply *rp,
-		     struct zbd_action *act)
+		     const Zbusctl__Adopt *ad, const struct zb_fds *fds,
+		     struct reply *rp, struct zbd_action *act)
 {
 	struct zbd_saved_channel *rec;
 	struct zbus_channel *ch;
 	struct zbd_channel *c;
 	int r;
 
-	if (!zb_ctl_name_valid(ad->name) || fd < 0) {
-		fail(rp, -EINVAL, "adopt needs a channel name and its memfd");
+	if (!zb_ctl_name_valid(ad->name) || fds->n != ZB_NFDS) {
+		fail(rp, -EINVAL, "adopt needs a channel name and its two "
+		     "memfds");
 		return;
 	}
 	c = zbd_registry_find(reg, ad->name);
 	if (c) {
-		/* Another client brought it back first: fine if it is the
-		 * same memfd, a different channel otherwise. */
-		struct stat st;
-
-		if (fstat(zbus_channel_fd(c->ch), &st) == 0 &&
-		    same_file(fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino))
+		/* Another client brought it back first: fine if these are
+		 * the same memfds, a different channel otherwise. */
+		if (fds_of(c, fds))
 			fill_info(c, rp);
 		else
 			fail(rp, -EEXIST, "channel '%s' is another channel "
@@ -296,21 +372,20 @@ static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
 		     (unsigned)p->who.uid, rec->name);
 		return;
 	}
-	/* The very memfd, not one made to look like it: a client could
+	/* The very memfds, not ones made to look like them: a client could
 	 * otherwise swap a channel under everyone who opens it later. */
-	if (!same_file(fd, rec->seg_dev, rec->seg_ino)) {
-		fail(rp, -EBADF, "that is not the memfd of channel '%s'",
+	if (!same_files(fds, rec->seg_dev, rec->seg_ino, rec->state_dev,
+			rec->state_ino)) {
+		fail(rp, -EBADF, "those are not the memfds of channel '%s'",
 		     rec->name);
 		return;
 	}
-	r = zbus_channel_attach_dup(fd, &ch);
-	if (r == 0 && !same_geometry(ch, rec)) {
-		zbus_channel_free(ch);
-		r = -EBADMSG;
-	}
+	r = attach_recovered(rec, fds, &ch);
 	if (r < 0) {
 		fail(rp, r, "cannot adopt channel '%s': %s", rec->name,
-		     zbus_strerror(r));
+		     r == -EACCES ? "its data memfd is read-only here; a "
+				    "publisher will bring it back" :
+				    zbus_strerror(r));
 		return;
 	}
 	r = zbd_registry_adopt(reg, rec, ch, &c);
@@ -321,6 +396,84 @@ static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
 	}
 	zbd_log("client %llu (uid %u) brought channel '%s' back", p->id,
 		(unsigned)p->who.uid, c->name);
+	act->changed = 1;
+	fill_info(c, rp);
+}
+
+/*
+ * Offer: a producer's own channel, sealed so that only it ever writes the
+ * data. The broker checks what it is given like any attacher (seals,
+ * sizes, headers, the pair), plus the writers' seal, and maps it
+ * read-only.
+ */
+static void do_offer(struct zbd_registry *reg, struct zbd_client *p,
+		     const Zbusctl__Offer *of, const struct zb_fds *fds,
+		     struct reply *rp, struct zbd_action *act)
+{
+	const Zbusctl__ChannelParams *cp = of->params;
+	uint32_t mode = 0600, policy = ZBUS_RELIABLE;
+	struct zbus_channel_info info;
+	struct zbus_channel *ch;
+	struct zbd_channel *c;
+	int seals, r;
+
+	if (!zb_ctl_name_valid(of->name) || fds->n != ZB_NFDS) {
+		fail(rp, -EINVAL, "offer needs a channel name and the "
+		     "channel's two memfds");
+		return;
+	}
+	if (cp) {
+		if (cp->max_msg_size || cp->ring_capacity || cp->arena_bytes ||
+		    cp->max_subscribers || cp->max_publishers ||
+		    cp->unblock_timeout_ms) {
+			fail(rp, -EINVAL, "an offered channel's geometry is "
+			     "its memfds': leave it 0 in the parameters");
+			return;
+		}
+		mode = cp->mode ? cp->mode : 0600;
+		policy = cp->default_policy;
+	}
+	if ((mode & ~0777u) ||
+	    (policy != ZBUS_RELIABLE && policy != ZBUS_LOSSY)) {
+		fail(rp, -EINVAL, "invalid channel parameters");
+		return;
+	}
+	if (being_recovered(reg, of->name, rp))
+		return;
+	if (zbd_registry_find(reg, of->name)) {
+		fail(rp, -EEXIST, "channel '%s' exists", of->name);
+		return;
+	}
+	seals = fcntl(fds->fd[ZB_FD_DATA], F_GET_SEALS);
+	if (seals >= 0 && !(seals & F_SEAL_FUTURE_WRITE)) {
+		fail(rp, -EPERM, "the data memfd of '%s' is not sealed "
+		     "against new writers (create it with "
+		     "ZBUS_CHANNEL_SEAL_WRITERS)", of->name);
+		return;
+	}
+	r = zbus_channel_attach_dup(fds->fd[ZB_FD_DATA],
+				    fds->fd[ZB_FD_STATE], &ch);
+	if (r < 0) {
+		fail(rp, r, "cannot take channel '%s': %s", of->name,
+		     zbus_strerror(r));
+		return;
+	}
+	zbus_channel_info(ch, &info);
+	if (!within_quota(reg, p, info.segment_bytes + info.state_bytes, rp)) {
+		zbus_channel_free(ch);
+		return;
+	}
+	r = zbd_registry_add_sealed(reg, of->name, ch, mode, policy, &p->who,
+				    &c);
+	if (r < 0) {
+		zbus_channel_free(ch);
+		fail(rp, r, "cannot register channel '%s': %s", of->name,
+		     zbus_strerror(r));
+		return;
+	}
+	zbd_log("client %llu (uid %u) offered sealed channel '%s' (%llu "
+		"bytes, mode %03o)", p->id, (unsigned)p->who.uid, c->name,
+		(unsigned long long)c->info.segment_bytes, c->mode);
 	act->changed = 1;
 	fill_info(c, rp);
 }
@@ -488,8 +641,9 @@ static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 }
 
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
-	       const uint8_t *rec, size_t len, int in_fd, uint8_t **out,
-	       size_t *out_len, int *out_fd, struct zbd_action *act)
+	       const uint8_t *rec, size_t len, const struct zb_fds *in,
+	       uint8_t **out, size_t *out_len, struct zb_fds *out_fds,
+	       struct zbd_action *act)
 {
 	Zbusctl__ChannelInfo **infos = NULL;
 	struct reply *storage = NULL;
@@ -500,7 +654,6 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	memset(&rp, 0, sizeof(rp));
 	memset(act, 0, sizeof(*act));
 	zbusctl__reply__init(&rp.r);
-	rp.fd = -1;
 	req = zbusctl__request__unpack(NULL, len, rec);
 	if (!req) {
 		fail(&rp, -EBADMSG, "malformed request (%zu bytes)", len);
@@ -536,7 +689,10 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 					 req->subscribe->word, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_ADOPT:
-				do_adopt(reg, p, req->adopt, in_fd, &rp, act);
+				do_adopt(reg, p, req->adopt, in, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_OFFER:
+				do_offer(reg, p, req->offer, in, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER:
 				do_watch(reg, p, ZBD_WATCH_PUB,
@@ -555,7 +711,7 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	if (*out) {
 		protobuf_c_message_pack(&rp.r.base, *out);
 		*out_len = n;
-		*out_fd = rp.fd;
+		*out_fds = rp.fds;
 	}
 	free(infos);
 	free(storage);
@@ -567,7 +723,7 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 
 int zbd_refusal(const struct zbd_client *c, const uint8_t *rec, size_t len,
 		int status, const char *message, uint8_t **out,
-		size_t *out_len, int *out_fd)
+		size_t *out_len, struct zb_fds *out_fds)
 {
 	Zbusctl__Request *req = zbusctl__request__unpack(NULL, len, rec);
 	Zbusctl__Reply r = ZBUSCTL__REPLY__INIT;
@@ -584,6 +740,6 @@ int zbd_refusal(const struct zbd_client *c, const uint8_t *rec, size_t len,
 	if (!*out)
 		return -ENOMEM;
 	protobuf_c_message_pack(&r.base, *out);
-	*out_fd = -1;
+	out_fds->n = 0;
 	return 0;
 }

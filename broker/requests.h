@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fdpass.h"
 #include "registry.h"
 
 /* Quotas that keep one user from exhausting the broker for others. */
@@ -43,17 +44,18 @@ struct zbd_client {
 
 /*
  * zbd_answer() - answer one request record from @c.
- * @in_fd: the fd that came with the record, or -1 (borrowed: the caller
- *         closes it; requests that keep it take a duplicate)
+ * @in: the fds that came with the record (borrowed: the caller closes
+ *      them; requests that keep one take a duplicate)
  * @out: a malloc()ed reply record (always set on success: malformed or
  *       refused requests get a reply with a status and a sentence)
- * @out_fd: a channel memfd to send with the reply (borrowed), or -1
+ * @out_fds: a channel's memfds to send with the reply (borrowed), or none
  * @act: filled with what else the loop must do (zeroed when nothing)
  * Return: 0; -ENOMEM.
  */
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *c,
-	       const uint8_t *rec, size_t len, int in_fd, uint8_t **out,
-	       size_t *out_len, int *out_fd, struct zbd_action *act);
+	       const uint8_t *rec, size_t len, const struct zb_fds *in,
+	       uint8_t **out, size_t *out_len, struct zb_fds *out_fds,
+	       struct zbd_action *act);
 
 /*
  * zbd_refusal() - a reply to the request in @rec (its id echoed) that
@@ -62,6 +64,6 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *c,
  */
 int zbd_refusal(const struct zbd_client *c, const uint8_t *rec, size_t len,
 		int status, const char *message, uint8_t **out,
-		size_t *out_len, int *out_fd);
+		size_t *out_len, struct zb_fds *out_fds);
 
 #endif /* ZBD_REQUESTS_H */

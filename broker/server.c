@@ -497,9 +497,10 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 	uint8_t *reply;
 	size_t len;
 	ssize_t n;
-	int fd, in_fd = -1, r;
+	struct zb_fds in, fds;
+	int r;
 
-	n = zb_fdpass_recv(p->fd, buf, ZB_CTL_MAX_RECORD, &in_fd);
+	n = zb_fdpass_recv(p->fd, buf, ZB_CTL_MAX_RECORD, &in);
 	if (n == -EAGAIN)
 		return 1;
 	if (n <= 0) {
@@ -508,12 +509,11 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 						 "failed");
 		return -1;
 	}
-	/* Only Adopt uses an fd (it keeps a duplicate); any other that came
-	 * along is closed here, unasked. */
-	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, in_fd, &reply, &len,
-		       &fd, &act);
-	if (in_fd >= 0)
-		close(in_fd);
+	/* Only Adopt and Offer use fds (they keep duplicates); any other
+	 * that came along is closed here, unasked. */
+	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, &in, &reply, &len,
+		       &fds, &act);
+	zb_fds_close(&in);
 	if (act.changed)
 		save_state(s);
 	if (r < 0) {
@@ -529,7 +529,7 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 					"subscriptions and publishers for "
 					"this user" :
 					"cannot watch this client's life",
-					&reply, &len, &fd);
+					&reply, &len, &fds);
 			if (r < 0) {
 				drop_peer(s, p, "could not be answered");
 				return -1;
@@ -543,26 +543,26 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 	 * without reading its replies is cut off before it can spend that
 	 * budget; a legitimate one has at most a few replies in flight.
 	 */
-	if (fd >= 0 && unread_bytes(p->fd) > ZBD_MAX_UNREAD_BYTES) {
+	if (fds.n && unread_bytes(p->fd) > ZBD_MAX_UNREAD_BYTES) {
 		free(reply);
 		drop_peer(s, p, "asks for channels without reading its "
 				"replies: disconnected");
 		return -1;
 	}
-	r = zb_fdpass_send(p->fd, reply, len, fd);
+	r = zb_fdpass_send(p->fd, reply, len, &fds);
 	if (r == -ETOOMANYREFS) {
 		/* Not this client's fault: answer without the fd. */
 		uint8_t *err;
 		size_t elen;
-		int efd;
+		struct zb_fds efds;
 
 		zbd_log("cannot pass an fd to client %llu (fd budget "
 			"exhausted): answering with an error", p->c.id);
 		r = zbd_refusal(&p->c, buf, (size_t)n, -EAGAIN,
 				"the broker cannot pass more file descriptors "
-				"right now: try again", &err, &elen, &efd);
+				"right now: try again", &err, &elen, &efds);
 		if (!r) {
-			r = zb_fdpass_send(p->fd, err, elen, -1);
+			r = zb_fdpass_send(p->fd, err, elen, NULL);
 			free(err);
 		}
 	}

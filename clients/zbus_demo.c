@@ -269,8 +269,8 @@ int main(int argc, char **argv)
 	memset(d.rep, 0, sizeof(*d.rep) * MAX_PROCS);
 
 	printf("channel '%s' created through the broker: %u descriptors, "
-	       "%lu KiB arena, max message %u B (layout v%u.%u, one sealed "
-	       "memfd)\n", d.name,
+	       "%lu KiB arena, max message %u B (layout v%u.%u, sealed data "
+	       "and state memfds)\n", d.name,
 	       info.ring_capacity, (unsigned long)(info.arena_bytes >> 10),
 	       info.max_msg_size, info.version_major, info.version_minor);
 	printf("running %d producer(s) x %lu messages of %zu B -> %d "

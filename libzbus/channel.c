@@ -25,7 +25,9 @@ ZBUS_EXPORT int zbus_channel_create(const char *name,
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
-	r = zb_segment_create(name, &g, &ch->seg);
+	r = zb_segment_create(name, &g,
+			      !!(opts && (opts->flags & ZBUS_CHANNEL_SEAL_WRITERS)),
+			      &ch->seg);
 	if (r < 0) {
 		free(ch);
 		return r;
@@ -34,8 +36,11 @@ ZBUS_EXPORT int zbus_channel_create(const char *name,
 	return 0;
 }
 
-ZBUS_EXPORT int zbus_channel_attach_dup(int fd, struct zbus_channel **out)
+ZBUS_EXPORT int zbus_channel_attach_dup(int data_fd, int state_fd,
+					struct zbus_channel **out)
 {
+	const int fds[ZB_NFDS] = { [ZB_FD_DATA] = data_fd,
+				   [ZB_FD_STATE] = state_fd };
 	struct zbus_channel *ch;
 	int r;
 
@@ -44,7 +49,7 @@ ZBUS_EXPORT int zbus_channel_attach_dup(int fd, struct zbus_channel **out)
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
-	r = zb_segment_attach_dup(fd, &ch->seg);
+	r = zb_segment_attach_dup(fds, &ch->seg);
 	if (r < 0) {
 		free(ch);
 		return r;
@@ -56,6 +61,11 @@ ZBUS_EXPORT int zbus_channel_attach_dup(int fd, struct zbus_channel **out)
 ZBUS_EXPORT int zbus_channel_fd(const struct zbus_channel *ch)
 {
 	return ch ? ch->seg.fd : -EINVAL;
+}
+
+ZBUS_EXPORT int zbus_channel_state_fd(const struct zbus_channel *ch)
+{
+	return ch ? ch->seg.state_fd : -EINVAL;
 }
 
 ZBUS_EXPORT int zbus_channel_info(const struct zbus_channel *ch,
@@ -75,6 +85,9 @@ ZBUS_EXPORT int zbus_channel_info(const struct zbus_channel *ch,
 		.version_minor = g->version_minor,
 		.arena_bytes = g->arena_size,
 		.segment_bytes = g->segment_size,
+		.state_bytes = g->state_size,
+		.flags = (ch->seg.sealed ? ZBUS_CHANNEL_SEAL_WRITERS : 0) |
+			 (ch->seg.writable ? 0 : ZBUS_CHANNEL_READ_ONLY),
 	};
 	return 0;
 }

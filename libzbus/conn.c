@@ -21,9 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "conn.h"
 #include "ctl.h"
 #include "fdpass.h"
+#include "segment.h"
 #include "sockpath.h"
 #include "pub.h"
 #include "sub.h"
@@ -148,33 +150,37 @@ static int wait_sock(int sock, short events, uint64_t deadline)
 }
 
 static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
-			  int send_fd, Zbusctl__Reply **rep, int *fd);
+			  const struct zb_fds *send, Zbusctl__Reply **rep,
+			  struct zb_fds *fds);
 
-int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req, int send_fd,
-		    Zbusctl__Reply **rep, int *fd)
+int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req,
+		    const struct zb_fds *send, Zbusctl__Reply **rep,
+		    struct zb_fds *fds)
 {
 	int r;
 
 	pthread_mutex_lock(&c->lock);
-	r = request_locked(c, req, send_fd, rep, fd);
+	r = request_locked(c, req, send, rep, fds);
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
 
 /* See zb_conn_request(). */
 static int request(struct zbus_conn *c, Zbusctl__Request *req,
-		   Zbusctl__Reply **rep, int *fd)
+		   Zbusctl__Reply **rep, struct zb_fds *fds)
 {
-	return zb_conn_request(c, req, -1, rep, fd);
+	return zb_conn_request(c, req, NULL, rep, fds);
 }
 
 static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
-			  int send_fd, Zbusctl__Reply **rep, int *fd)
+			  const struct zb_fds *send, Zbusctl__Reply **rep,
+			  struct zb_fds *fds)
 {
 	uint64_t deadline = zb_deadline_ms(c->timeout_ms);
+	struct zb_fds got = { .n = 0, .fd = { -1, -1 } };
 	uint8_t *buf;
 	ssize_t n;
-	int r, got_fd = -1;
+	int r;
 	Zbusctl__Reply *reply;
 
 	c->error[0] = 0;
@@ -185,7 +191,7 @@ static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
 	}
 	req->id = ++c->next_id;
 	for (;;) {
-		r = zb_ctl_send(c->sock, &req->base, send_fd);
+		r = zb_ctl_send(c->sock, &req->base, send);
 		if (r != -EAGAIN)
 			break;
 		r = wait_sock(c->sock, POLLOUT, deadline);
@@ -199,7 +205,7 @@ static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
 		return -ENOMEM;
 	for (;;) {
 		n = zb_fdpass_recv(c->sock, buf, ZB_CTL_MAX_RECORD,
-				   fd ? &got_fd : NULL);
+				   fds ? &got : NULL);
 		if (n != -EAGAIN)
 			break;
 		r = wait_sock(c->sock, POLLIN, deadline);
@@ -217,8 +223,7 @@ static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
 	if (!reply || reply->id != req->id) {
 		if (reply)
 			zbusctl__reply__free_unpacked(reply, NULL);
-		if (got_fd >= 0)
-			close(got_fd);
+		zb_fds_close(&got);
 		snprintf(c->error, sizeof(c->error),
 			 "malformed reply from the broker");
 		return -EPROTO;
@@ -228,13 +233,12 @@ static int request_locked(struct zbus_conn *c, Zbusctl__Request *req,
 		snprintf(c->error, sizeof(c->error), "%s",
 			 reply->message ? reply->message : "");
 		zbusctl__reply__free_unpacked(reply, NULL);
-		if (got_fd >= 0)
-			close(got_fd);
+		zb_fds_close(&got);
 		return r;
 	}
 	*rep = reply;
-	if (fd)
-		*fd = got_fd;
+	if (fds)
+		*fds = got;
 	return 0;
 }
 
@@ -388,21 +392,34 @@ ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *c)
 	return c ? c->error : "";
 }
 
-/* A channel reply: attach the fd that came with it, and remember it for a
- * broker restart. */
+/* A channel reply: attach the memfds that came with it, and remember them
+ * for a broker restart. */
 static int attach_reply(struct zbus_conn *c, const char *name,
-			Zbusctl__Reply *rep, int fd, struct zbus_channel **out)
+			Zbusctl__Reply *rep, struct zb_fds *fds,
+			struct zbus_channel **out)
 {
 	int r = -EPROTO;
 
-	if (rep->body_case == ZBUSCTL__REPLY__BODY_CHANNEL && fd >= 0)
-		r = zbus_channel_attach_dup(fd, out);
+	if (rep->body_case == ZBUSCTL__REPLY__BODY_CHANNEL &&
+	    fds->n == ZB_NFDS)
+		r = zbus_channel_attach_dup(fds->fd[ZB_FD_DATA],
+					    fds->fd[ZB_FD_STATE], out);
 	if (r == 0)
-		zb_conn_hold_channel(c, name, fd);
-	if (fd >= 0)
-		close(fd);
+		zb_conn_hold_channel(c, name, fds);
+	zb_fds_close(fds);
 	zbusctl__reply__free_unpacked(rep, NULL);
 	return r;
+}
+
+/* Reserved fields zero, known @flags only, a policy and a mode. */
+static int params_valid(const struct zbus_channel_params *p, uint32_t flags)
+{
+	for (size_t i = 0; i < 4; i++)
+		if (p->reserved[i])
+			return 0;
+	return !(p->flags & ~flags) &&
+	       (p->default_policy == ZBUS_RELIABLE ||
+		p->default_policy == ZBUS_LOSSY) && !(p->mode & ~0777u);
 }
 
 ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
@@ -414,18 +431,14 @@ ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
 	Zbusctl__ChannelParams cp = ZBUSCTL__CHANNEL_PARAMS__INIT;
 	struct zbus_channel_params none = { 0 };
 	Zbusctl__Reply *rep;
-	int r, fd;
+	struct zb_fds fds;
+	int r;
 
 	if (!c || !out || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	if (!p)
 		p = &none;
-	for (size_t i = 0; i < 4; i++)
-		if (p->reserved[i])
-			return -EINVAL;
-	if ((p->flags & ~ZBUS_CREATE_OPEN_EXISTING) ||
-	    (p->default_policy != ZBUS_RELIABLE &&
-	     p->default_policy != ZBUS_LOSSY) || (p->mode & ~0777u))
+	if (!params_valid(p, ZBUS_CREATE_OPEN_EXISTING))
 		return -EINVAL;
 	cp.max_msg_size = p->geometry.max_msg_size;
 	cp.ring_capacity = p->geometry.ring_capacity;
@@ -440,8 +453,8 @@ ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *c, const char *name,
 	cr.open_existing = !!(p->flags & ZBUS_CREATE_OPEN_EXISTING);
 	req.body_case = ZBUSCTL__REQUEST__BODY_CREATE;
 	req.create = &cr;
-	r = request(c, &req, &rep, &fd);
-	return r < 0 ? r : attach_reply(c, name, rep, fd, out);
+	r = request(c, &req, &rep, &fds);
+	return r < 0 ? r : attach_reply(c, name, rep, &fds, out);
 }
 
 ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *c, const char *name,
@@ -451,7 +464,8 @@ ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *c, const char *name,
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Open op = ZBUSCTL__OPEN__INIT;
 	Zbusctl__Reply *rep;
-	int r, fd;
+	struct zb_fds fds;
+	int r;
 
 	if (!c || !out || !zb_ctl_name_valid(name) || !access ||
 	    (access & ~(ZBUS_ACCESS_PUBLISH | ZBUS_ACCESS_SUBSCRIBE)))
@@ -460,8 +474,47 @@ ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *c, const char *name,
 	op.access = access;
 	req.body_case = ZBUSCTL__REQUEST__BODY_OPEN;
 	req.open = &op;
-	r = request(c, &req, &rep, &fd);
-	return r < 0 ? r : attach_reply(c, name, rep, fd, out);
+	r = request(c, &req, &rep, &fds);
+	return r < 0 ? r : attach_reply(c, name, rep, &fds, out);
+}
+
+ZBUS_EXPORT int zbus_conn_offer(struct zbus_conn *c, const char *name,
+				const struct zbus_channel_params *p,
+				struct zbus_channel *ch)
+{
+	static const struct zbus_channel_opts no_geometry;
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Offer of = ZBUSCTL__OFFER__INIT;
+	Zbusctl__ChannelParams cp = ZBUSCTL__CHANNEL_PARAMS__INIT;
+	struct zbus_channel_params none = { 0 };
+	struct zb_fds fds;
+	Zbusctl__Reply *rep;
+	int r;
+
+	if (!c || !ch || !zb_ctl_name_valid(name) || !ch->seg.sealed ||
+	    !ch->seg.writable)
+		return -EINVAL;
+	if (!p)
+		p = &none;
+	/* The memfds carry the geometry; there is nothing to time out. */
+	if (!params_valid(p, 0) || p->unblock_timeout_ms ||
+	    memcmp(&p->geometry, &no_geometry, sizeof(no_geometry)))
+		return -EINVAL;
+	cp.default_policy = p->default_policy;
+	cp.mode = p->mode ? p->mode : 0600;
+	of.name = (char *)name;
+	of.params = &cp;
+	req.body_case = ZBUSCTL__REQUEST__BODY_OFFER;
+	req.offer = &of;
+	fds = (struct zb_fds){ .n = ZB_NFDS,
+			       .fd = { [ZB_FD_DATA] = ch->seg.fd,
+				       [ZB_FD_STATE] = ch->seg.state_fd } };
+	r = zb_conn_request(c, &req, &fds, &rep, NULL);
+	if (r < 0)
+		return r;
+	zbusctl__reply__free_unpacked(rep, NULL);
+	zb_conn_hold_channel(c, name, &fds);
+	return 0;
 }
 
 ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *c, const char *name)
@@ -505,6 +558,7 @@ static void to_stat(const Zbusctl__ChannelInfo *ci,
 	st->publishers = ci->publishers;
 	st->subscribers = ci->subscribers;
 	st->reclaimed = ci->reclaimed;
+	st->flags = ci->sealed ? ZBUS_CHANNEL_SEAL_WRITERS : 0;
 }
 
 ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,

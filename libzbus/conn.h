@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "fdpass.h"
 #include "zbus_ctl.pb-c.h"
 
 /* What the broker watches for us, kept to be asked again after a restart. */
@@ -22,10 +23,10 @@ struct zb_held_watch {
 	uint32_t slot, word;
 };
 
-/* A channel this connection created or opened: name and its memfd. */
+/* A channel this connection created, opened or offered: name, memfds. */
 struct zb_held_channel {
 	char name[256];
-	int fd;
+	struct zb_fds fds;
 };
 
 /* Bounds on what a connection keeps for a restart (fds and memory). */
@@ -53,13 +54,14 @@ struct zbus_conn {
 };
 
 /*
- * zb_conn_request() - one request (with @send_fd if >= 0), one reply. On
- * success *@rep is the unpacked reply and *@fd the fd that came with it
- * (or -1); a refusal's status is returned, its message in @c->error.
- * -ENOTCONN while the broker is gone.
+ * zb_conn_request() - one request (with the fds of @send if not NULL), one
+ * reply. On success *@rep is the unpacked reply and *@fds (if not NULL)
+ * the fds that came with it; a refusal's status is returned, its message
+ * in @c->error. -ENOTCONN while the broker is gone.
  */
-int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req, int send_fd,
-		    Zbusctl__Reply **rep, int *fd);
+int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req,
+		    const struct zb_fds *send, Zbusctl__Reply **rep,
+		    struct zb_fds *fds);
 /* Ask the broker to watch @slot (holding @word) of channel @name, per
  * @kind (Subscribe or RegisterPublisher). Return: as zb_conn_request(). */
 int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
@@ -67,9 +69,10 @@ int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 /* Connect @c->sock (starting a broker if allowed) and say hello. */
 int zb_conn_connect(struct zbus_conn *c);
 
-/* Remember channel @name's memfd (duplicated) / a registration. Best
+/* Remember channel @name's memfds (duplicated) / a registration. Best
  * effort: past the bounds, nothing is remembered. */
-void zb_conn_hold_channel(struct zbus_conn *c, const char *name, int fd);
+void zb_conn_hold_channel(struct zbus_conn *c, const char *name,
+			  const struct zb_fds *fds);
 void zb_conn_drop_channel(struct zbus_conn *c, const char *name);
 void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 			const char *name, uint32_t slot, uint32_t word);

@@ -26,7 +26,8 @@ int zb_ctl_name_valid(const char *name)
 	return 1;
 }
 
-int zb_ctl_send(int sock, const ProtobufCMessage *msg, int fd)
+int zb_ctl_send(int sock, const ProtobufCMessage *msg,
+		const struct zb_fds *fds)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf;
@@ -38,7 +39,7 @@ int zb_ctl_send(int sock, const ProtobufCMessage *msg, int fd)
 	if (!buf)
 		return -ENOMEM;
 	protobuf_c_message_pack(msg, buf);
-	r = zb_fdpass_send(sock, buf, len, fd);
+	r = zb_fdpass_send(sock, buf, len, fds);
 	free(buf);
 	return r;
 }

@@ -17,10 +17,13 @@
 int zb_ctl_name_valid(const char *name);
 
 /*
- * zb_ctl_send() - pack @msg into one record and send it (with @fd if >= 0).
+ * zb_ctl_send() - pack @msg into one record and send it (with @fds if not
+ * NULL).
  * Return: 0; -EMSGSIZE when it packs larger than a record; as
  * zb_fdpass_send().
  */
-int zb_ctl_send(int sock, const ProtobufCMessage *msg, int fd);
+struct zb_fds;
+int zb_ctl_send(int sock, const ProtobufCMessage *msg,
+		const struct zb_fds *fds);
 
 #endif /* ZB_CTL_H */

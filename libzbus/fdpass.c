@@ -18,27 +18,41 @@
  * (and get closed) instead of truncating the control message. */
 #define MAX_FDS_SEEN 16
 
-int zb_fdpass_send(int sock, const void *buf, size_t len, int fd)
+void zb_fds_close(struct zb_fds *f)
+{
+	for (unsigned i = 0; i < ZB_FDPASS_MAX; i++) {
+		if (i < f->n && f->fd[i] >= 0)
+			close(f->fd[i]);
+		f->fd[i] = -1;
+	}
+	f->n = 0;
+}
+
+int zb_fdpass_send(int sock, const void *buf, size_t len,
+		   const struct zb_fds *fds)
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(ZB_FDPASS_MAX * sizeof(int))];
 	} ctl;
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
-	if (fd >= 0) {
+	if (fds && fds->n > ZB_FDPASS_MAX)
+		return -EINVAL;
+	if (fds && fds->n) {
+		size_t bytes = fds->n * sizeof(int);
 		struct cmsghdr *c;
 
 		memset(&ctl, 0, sizeof(ctl));
 		msg.msg_control = ctl.buf;
-		msg.msg_controllen = sizeof(ctl.buf);
+		msg.msg_controllen = CMSG_SPACE(bytes);
 		c = CMSG_FIRSTHDR(&msg);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(bytes);
+		memcpy(CMSG_DATA(c), fds->fd, bytes);
 	}
 	do
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -48,7 +62,8 @@ int zb_fdpass_send(int sock, const void *buf, size_t len, int fd)
 	return (size_t)n == len ? 0 : -EMSGSIZE;
 }
 
-ssize_t zb_fdpass_recv(int sock, void *buf, size_t cap, int *fd_out)
+ssize_t zb_fdpass_recv(int sock, void *buf, size_t cap,
+		       struct zb_fds *fds_out)
 {
 	union {
 		struct cmsghdr align;
@@ -61,11 +76,11 @@ ssize_t zb_fdpass_recv(int sock, void *buf, size_t cap, int *fd_out)
 		.msg_control = ctl.buf,
 		.msg_controllen = sizeof(ctl.buf),
 	};
-	int kept = -1;
+	struct zb_fds kept = { .n = 0, .fd = { -1, -1 } };
 	ssize_t n;
 
-	if (fd_out)
-		*fd_out = -1;
+	if (fds_out)
+		*fds_out = kept;
 	do
 		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
@@ -83,18 +98,17 @@ ssize_t zb_fdpass_recv(int sock, void *buf, size_t cap, int *fd_out)
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			if (fd_out && kept < 0)
-				kept = fd;
+			if (fds_out && kept.n < ZB_FDPASS_MAX)
+				kept.fd[kept.n++] = fd;
 			else
 				close(fd); /* unasked or surplus */
 		}
 	}
 	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		if (kept >= 0)
-			close(kept);
+		zb_fds_close(&kept);
 		return -EMSGSIZE;
 	}
-	if (fd_out)
-		*fd_out = kept;
+	if (fds_out)
+		*fds_out = kept;
 	return n;
 }

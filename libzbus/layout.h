@@ -1,22 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * layout.h - the on-memory format of a channel segment (one memfd).
+ * layout.h - the on-memory format of a channel: two memfds.
  *
  * Everything every process maps lives here, and nowhere else. The format is
  * versioned: a change of any offset or meaning bumps ZB_LAYOUT_MAJOR and
  * readers reject a mismatch; additions carved from reserved space bump the
  * minor version or set a compat bit. Readers reject unknown incompat bits.
  *
+ * A channel is split by who writes what, so that a process that may only
+ * subscribe can map the messages read-only:
+ *
+ *   the data segment (written by producers only; subscribers map it
+ *   read-only when they were handed a read-only fd or it is sealed)
  *   offset 0
  *   +--------------------------------------+
  *   | struct zb_shm_hdr          128 B     |  creator writes once, then
  *   |   magic, version, sizes, offsets     |  readers copy and validate it
  *   +--------------------------------------+  hdr.ctl_off
- *   | struct zb_ctl              256 B     |  claim {seq,pos}: producers
- *   |   line 0-1: claim (CAS16), ids       |  line 2-3: sleepers bitmap,
- *   |                                      |  producer futex: subscribers
- *   +--------------------------------------+  hdr.subs_off
- *   | struct zb_sub_slot  × max_subs 128 B |  each written by its subscriber
+ *   | struct zb_ctl              128 B     |  claim {seq,pos}, publisher ids
  *   +--------------------------------------+  hdr.pubs_off
  *   | struct zb_pub_slot  × max_pubs 128 B |  each written by its publisher:
  *   |                                      |  the loans it holds
@@ -25,6 +26,17 @@
  *   +--------------------------------------+  hdr.arena_off (page aligned)
  *   | payload arena        arena_size B    |  power of two; byte ring
  *   +--------------------------------------+  hdr.segment_size
+ *
+ *   the state segment (written by subscribers and producers alike)
+ *   offset 0
+ *   +--------------------------------------+
+ *   | struct zb_state_hdr        128 B     |  names its data segment by
+ *   |                                      |  channel_id
+ *   +--------------------------------------+  shdr.sctl_off
+ *   | struct zb_sub_ctl          128 B     |  sleepers bitmap, producer futex
+ *   +--------------------------------------+  shdr.subs_off
+ *   | struct zb_sub_slot  × max_subs 128 B |  each written by its subscriber
+ *   +--------------------------------------+  shdr.state_size
  *
  * Positions. Two free-running 64-bit counters describe the stream: seq (one
  * per message) and pos (bytes of arena ever claimed). They never wrap in
@@ -47,8 +59,10 @@
 		       #type "." #field)
 
 #define ZB_LAYOUT_MAGIC 0x314e48435355425aull /* "ZBUSCHN1" little-endian */
-/* 2: publisher slots, and commit words that the broker may pad. */
-#define ZB_LAYOUT_MAJOR 2
+#define ZB_STATE_MAGIC 0x314154535355425aull  /* "ZBUSSTA1" little-endian */
+/* 2: publisher slots, and commit words that the broker may pad.
+ * 3: what subscribers write moved to a state segment of its own. */
+#define ZB_LAYOUT_MAJOR 3
 #define ZB_LAYOUT_MINOR 0
 #define ZB_INCOMPAT_KNOWN 0ull /* no incompat feature defined yet */
 
@@ -61,15 +75,15 @@
 #define ZB_MAX_ARENA (1ull << 36)
 
 /*
- * struct zb_shm_hdr - segment header, written once by the creator before
- * sealing. Readers copy it with pread(), validate the copy and never read
- * the shared one again, so a peer rewriting it later changes nothing.
+ * struct zb_shm_hdr - data segment header, written once by the creator
+ * before sealing. Readers copy it with pread(), validate the copy and never
+ * read the shared one again, so a peer rewriting it later changes nothing.
  *
  *  0       8       16      24      32      40      48      56      64
  *  | magic | maj|min|hsz | incompat | compat | seg_size | ctl_off|ctl_size
  *  64      72      80      88      96                             128
- *  | subs_off|max_subs | ring_off|ring_cap | arena_off | arena_size |
- *  | max_msg|slot_sz | desc_sz|pubs_off | max_pubs|pslot_sz| reserved   |
+ *  | st_size|max_subs | ring_off|ring_cap | arena_off | arena_size |
+ *  | max_msg|slot_sz | desc_sz|pubs_off | max_pubs|pslot_sz| chan_id| rsvd |
  */
 struct zb_shm_hdr {
 	uint64_t magic;             /*   0 ZB_LAYOUT_MAGIC */
@@ -81,7 +95,7 @@ struct zb_shm_hdr {
 	uint64_t segment_size;      /*  32 bytes of the memfd */
 	uint32_t ctl_off;           /*  40 struct zb_ctl */
 	uint32_t ctl_size;          /*  44 */
-	uint32_t subs_off;          /*  48 struct zb_sub_slot[max_subs] */
+	uint32_t state_size;        /*  48 bytes of the state segment */
 	uint32_t max_subs;          /*  52 1..ZB_MAX_SUBS */
 	uint32_t ring_off;          /*  56 struct zb_desc[ring_capacity] */
 	uint32_t ring_capacity;     /*  60 power of two, 2..ZB_MAX_CAPACITY */
@@ -93,7 +107,9 @@ struct zb_shm_hdr {
 	uint32_t pubs_off;          /*  92 struct zb_pub_slot[max_pubs] */
 	uint32_t max_pubs;          /*  96 1..ZB_MAX_PUBS */
 	uint32_t pub_slot_size;     /* 100 sizeof(struct zb_pub_slot) */
-	uint8_t reserved[24];       /* 104 zero */
+	uint64_t channel_id;        /* 104 random, non-zero: the state
+				     *     segment names it too */
+	uint8_t reserved[16];       /* 112 zero */
 };
 _Static_assert(sizeof(struct zb_shm_hdr) == 128, "zb_shm_hdr size");
 ZB_FIELD(zb_shm_hdr, magic, 0, 8);
@@ -105,7 +121,7 @@ ZB_FIELD(zb_shm_hdr, compat_features, 24, 8);
 ZB_FIELD(zb_shm_hdr, segment_size, 32, 8);
 ZB_FIELD(zb_shm_hdr, ctl_off, 40, 4);
 ZB_FIELD(zb_shm_hdr, ctl_size, 44, 4);
-ZB_FIELD(zb_shm_hdr, subs_off, 48, 4);
+ZB_FIELD(zb_shm_hdr, state_size, 48, 4);
 ZB_FIELD(zb_shm_hdr, max_subs, 52, 4);
 ZB_FIELD(zb_shm_hdr, ring_off, 56, 4);
 ZB_FIELD(zb_shm_hdr, ring_capacity, 60, 4);
@@ -117,46 +133,89 @@ ZB_FIELD(zb_shm_hdr, desc_size, 88, 4);
 ZB_FIELD(zb_shm_hdr, pubs_off, 92, 4);
 ZB_FIELD(zb_shm_hdr, max_pubs, 96, 4);
 ZB_FIELD(zb_shm_hdr, pub_slot_size, 100, 4);
-ZB_FIELD(zb_shm_hdr, reserved, 104, 24);
+ZB_FIELD(zb_shm_hdr, channel_id, 104, 8);
+ZB_FIELD(zb_shm_hdr, reserved, 112, 16);
 
 /*
- * struct zb_ctl - channel-wide control words.
+ * struct zb_state_hdr - state segment header, written once by the creator
+ * before sealing, copied and validated like the data header. channel_id
+ * must equal the data header's: a state segment of another channel is
+ * refused at attach.
  *
- *  0               8               16                       64
- *  | claim_seq     | claim_pos     | pub_id|pubs| rsvd ...    |   producers
- *  64                                                      128
- *  | reserved (keeps line 0 alone: it is the contended one)  |
- *  128             160             168       172      176  256
- *  | sleepers[4]   | sub_gen       | pwaiters | pfutex | rsvd |   subscribers
+ *  0       8       16         24          32       40       48        128
+ *  | magic | maj|min|hsz | chan_id | st_size | sctl_off|subs_off | max_subs|
+ *  |                                         slot_sz | reserved        |
+ */
+struct zb_state_hdr {
+	uint64_t magic;             /*   0 ZB_STATE_MAGIC */
+	uint16_t version_major;     /*   8 as the data segment's */
+	uint16_t version_minor;     /*  10 */
+	uint32_t hdr_size;          /*  12 sizeof at creation */
+	uint64_t channel_id;        /*  16 = zb_shm_hdr.channel_id */
+	uint64_t state_size;        /*  24 bytes of this memfd */
+	uint32_t sctl_off;          /*  32 struct zb_sub_ctl */
+	uint32_t subs_off;          /*  36 struct zb_sub_slot[max_subs] */
+	uint32_t max_subs;          /*  40 = zb_shm_hdr.max_subs */
+	uint32_t slot_size;         /*  44 sizeof(struct zb_sub_slot) */
+	uint8_t reserved[80];       /*  48 zero */
+};
+_Static_assert(sizeof(struct zb_state_hdr) == 128, "zb_state_hdr size");
+ZB_FIELD(zb_state_hdr, magic, 0, 8);
+ZB_FIELD(zb_state_hdr, version_major, 8, 2);
+ZB_FIELD(zb_state_hdr, version_minor, 10, 2);
+ZB_FIELD(zb_state_hdr, hdr_size, 12, 4);
+ZB_FIELD(zb_state_hdr, channel_id, 16, 8);
+ZB_FIELD(zb_state_hdr, state_size, 24, 8);
+ZB_FIELD(zb_state_hdr, sctl_off, 32, 4);
+ZB_FIELD(zb_state_hdr, subs_off, 36, 4);
+ZB_FIELD(zb_state_hdr, max_subs, 40, 4);
+ZB_FIELD(zb_state_hdr, slot_size, 44, 4);
+ZB_FIELD(zb_state_hdr, reserved, 48, 80);
+
+/*
+ * struct zb_ctl - the producers' channel-wide words (data segment).
+ *
+ *  0               8               16                       128
+ *  | claim_seq     | claim_pos     | pub_id|pubs| reserved    |
  *
  * claim_seq/claim_pos are one 16-byte word updated by a double-width CAS, so
  * a message's sequence number and its arena range are taken together and
  * the arena is filled in sequence order. Subscribers only ever load
- * claim_seq or claim_pos alone (8 bytes).
+ * claim_seq or claim_pos alone (8 bytes). Two cache lines: the claim is the
+ * contended word and shares its line with nothing subscribers write.
  */
 struct zb_ctl {
 	uint64_t claim_seq;        /*   0 next seq to claim */
 	uint64_t claim_pos;        /*   8 next arena byte to claim */
 	uint32_t next_pub_id;      /*  16 fetch-and-add by new publishers */
 	uint32_t publishers;       /*  20 count, or ZB_PUB_EXCLUSIVE_MARK */
-	uint8_t reserved1[104];    /*  24 pads claim to 2 cache lines */
-	uint64_t sleepers[4];      /* 128 bit i: slot i may sleep */
-	uint64_t reserved2;        /* 160 */
-	uint32_t prod_waiters;     /* 168 producers asleep for room */
-	uint32_t prod_futex;       /* 172 bumped by releasing subscribers */
-	uint8_t reserved3[80];     /* 176 */
+	uint8_t reserved[104];     /*  24 */
 };
-_Static_assert(sizeof(struct zb_ctl) == 256, "zb_ctl size");
+_Static_assert(sizeof(struct zb_ctl) == 128, "zb_ctl size");
 ZB_FIELD(zb_ctl, claim_seq, 0, 8);
 ZB_FIELD(zb_ctl, claim_pos, 8, 8);
 ZB_FIELD(zb_ctl, next_pub_id, 16, 4);
 ZB_FIELD(zb_ctl, publishers, 20, 4);
-ZB_FIELD(zb_ctl, reserved1, 24, 104);
-ZB_FIELD(zb_ctl, sleepers, 128, 32);
-ZB_FIELD(zb_ctl, reserved2, 160, 8);
-ZB_FIELD(zb_ctl, prod_waiters, 168, 4);
-ZB_FIELD(zb_ctl, prod_futex, 172, 4);
-ZB_FIELD(zb_ctl, reserved3, 176, 80);
+ZB_FIELD(zb_ctl, reserved, 24, 104);
+
+/*
+ * struct zb_sub_ctl - the channel-wide words subscribers write (state
+ * segment).
+ *
+ *  0               32        36        40                       128
+ *  | sleepers[4]   | pwaiters| pfutex  | reserved                 |
+ */
+struct zb_sub_ctl {
+	uint64_t sleepers[4];      /*   0 bit i: slot i may sleep */
+	uint32_t prod_waiters;     /*  32 producers asleep for room */
+	uint32_t prod_futex;       /*  36 bumped by releasing subscribers */
+	uint8_t reserved[88];      /*  40 */
+};
+_Static_assert(sizeof(struct zb_sub_ctl) == 128, "zb_sub_ctl size");
+ZB_FIELD(zb_sub_ctl, sleepers, 0, 32);
+ZB_FIELD(zb_sub_ctl, prod_waiters, 32, 4);
+ZB_FIELD(zb_sub_ctl, prod_futex, 36, 4);
+ZB_FIELD(zb_sub_ctl, reserved, 40, 88);
 
 /* zb_ctl.publishers while an exclusive publisher owns the claim: it then
  * advances claim_{seq,pos} with plain stores, so no other may claim. */
@@ -284,10 +343,13 @@ ZB_FIELD(zb_desc, reserved, 28, 4);
  */
 struct zb_geometry {
 	uint64_t segment_size;
+	uint64_t channel_id;
+	uint64_t state_size;
+	uint32_t sctl_off;   /* in the state segment */
+	uint32_t subs_off;   /* in the state segment */
 	uint64_t arena_off;
 	uint64_t arena_size;
 	uint32_t ctl_off;
-	uint32_t subs_off;
 	uint32_t max_subs;
 	uint32_t ring_off;
 	uint32_t ring_capacity;

@@ -75,6 +75,9 @@ ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
 		    (opts->flags & ~(uint32_t)ZBUS_PUB_EXCLUSIVE))
 			return -EINVAL;
 	}
+	/* Mapped read-only: a subscribe-only fd, or sealed by its creator. */
+	if (!ch->seg.writable)
+		return -EACCES;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

@@ -30,6 +30,11 @@ int zb_reclaim_pad(struct zb_segment *seg, uint64_t seq)
 	uint64_t claim = zb_load64_acquire(&seg->ctl->claim_seq);
 	struct zb_desc *d = &seg->ring[seq & (cap - 1)];
 
+	/* A sealed channel (mapped read-only here) has one publisher for
+	 * life: once it is gone nobody could publish after the pad anyway. */
+	if (!seg->writable)
+		return 0;
+
 	/* Claimed, and its slot not claimed again since. */
 	if ((int64_t)(claim - seq) <= 0 || claim - seq > cap)
 		return 0;
@@ -68,6 +73,8 @@ int zb_reclaim_publisher(struct zb_segment *seg, uint32_t idx, uint32_t word)
 	if (idx >= seg->g.max_pubs ||
 	    (word & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE)
 		return -ESRCH;
+	if (!seg->writable) /* sealed: see zb_reclaim_pad() */
+		return 0;
 	sl = &seg->pubs[idx];
 	if (zb_load32_acquire(&sl->state) != word)
 		return -ESRCH;
@@ -91,6 +98,8 @@ uint64_t zb_reclaim_unblock(struct zb_segment *seg, struct zb_unblock *u,
 	uint32_t cap = seg->g.ring_capacity;
 	uint64_t claim = zb_load64_acquire(&seg->ctl->claim_seq), padded = 0;
 
+	if (!seg->writable) /* sealed: see zb_reclaim_pad() */
+		return 0;
 	if (!u->started) {
 		/* Whatever is open in the last ring's worth may have been
 		 * claimed long ago (a broker that restarted): time it from

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * reclaim.h - taking back what dead or stuck producers hold: the broker's
- * side of liveness on the data path.
+ * side of liveness on the data path. Each function needs the data segment
+ * mapped writable; on a sealed channel (one publisher for life, so no
+ * stream to keep going once it is gone) they do nothing.
  */
 #ifndef ZB_RECLAIM_H
 #define ZB_RECLAIM_H

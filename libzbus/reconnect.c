@@ -24,16 +24,18 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fdpass.h"
 #include "util.h"
 #include "zbus/zbus.h"
 
 #define BACKOFF_FIRST_MS 10
 #define BACKOFF_MAX_MS 1000
 
-void zb_conn_hold_channel(struct zbus_conn *c, const char *name, int fd)
+void zb_conn_hold_channel(struct zbus_conn *c, const char *name,
+			  const struct zb_fds *fds)
 {
 	struct zb_held_channel *v;
-	int dup_fd;
+	struct zb_fds dups = { .n = 0, .fd = { -1, -1 } };
 
 	pthread_mutex_lock(&c->lock);
 	zb_conn_drop_channel(c, name); /* the newest memfd of a name wins */
@@ -43,11 +45,15 @@ void zb_conn_hold_channel(struct zbus_conn *c, const char *name, int fd)
 	if (!v)
 		goto out;
 	c->channels = v;
-	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (dup_fd < 0)
-		goto out;
+	for (; dups.n < fds->n; dups.n++) {
+		dups.fd[dups.n] = fcntl(fds->fd[dups.n], F_DUPFD_CLOEXEC, 0);
+		if (dups.fd[dups.n] < 0) {
+			zb_fds_close(&dups);
+			goto out;
+		}
+	}
 	snprintf(v[c->nchannels].name, sizeof(v->name), "%s", name);
-	v[c->nchannels++].fd = dup_fd;
+	v[c->nchannels++].fds = dups;
 out:
 	pthread_mutex_unlock(&c->lock);
 }
@@ -58,7 +64,7 @@ void zb_conn_drop_channel(struct zbus_conn *c, const char *name)
 	for (size_t i = 0; i < c->nchannels; i++) {
 		if (strcmp(c->channels[i].name, name))
 			continue;
-		close(c->channels[i].fd);
+		zb_fds_close(&c->channels[i].fds);
 		c->channels[i] = c->channels[--c->nchannels];
 		break;
 	}
@@ -91,7 +97,7 @@ void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 void zb_conn_release_held(struct zbus_conn *c)
 {
 	for (size_t i = 0; i < c->nchannels; i++)
-		close(c->channels[i].fd);
+		zb_fds_close(&c->channels[i].fds);
 	free(c->channels);
 	free(c->watches);
 	c->channels = NULL;
@@ -111,7 +117,7 @@ static int adopt(struct zbus_conn *c, size_t i)
 	ad.name = c->channels[i].name;
 	req.body_case = ZBUSCTL__REQUEST__BODY_ADOPT;
 	req.adopt = &ad;
-	r = zb_conn_request(c, &req, c->channels[i].fd, &rep, NULL);
+	r = zb_conn_request(c, &req, &c->channels[i].fds, &rep, NULL);
 	if (r == 0)
 		zbusctl__reply__free_unpacked(rep, NULL);
 	return r == 0 || (r != -ENOENT && r != -EEXIST && r != -EBADF &&
@@ -135,7 +141,7 @@ static void restore(struct zbus_conn *c)
 			i++;
 			continue;
 		}
-		close(c->channels[i].fd);
+		zb_fds_close(&c->channels[i].fds);
 		c->channels[i] = c->channels[--c->nchannels];
 	}
 	for (size_t i = 0; i < c->nwatches;) {

@@ -344,10 +344,10 @@ int zb_commit_advance(uint64_t *commit, uint64_t v, uint64_t seq,
 void zb_ring_wake_sleepers(struct zb_segment *seg, uint64_t seq)
 {
 	const struct zb_geometry *g = &seg->g;
-	struct zb_ctl *ctl = seg->ctl;
+	struct zb_sub_ctl *sctl = seg->sctl;
 
 	for (uint32_t w = 0; w * 64 < g->max_subs; w++) {
-		uint64_t bits = zb_load64(&ctl->sleepers[w]);
+		uint64_t bits = zb_load64(&sctl->sleepers[w]);
 
 		while (bits) {
 			uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
@@ -410,7 +410,7 @@ out:
 int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
 {
 	const struct zb_geometry *g = &p->seg->g;
-	struct zb_ctl *ctl = p->seg->ctl;
+	struct zb_sub_ctl *sctl = p->seg->sctl;
 	uint64_t spin_end = zb_now_ns() + PRODUCER_SPIN_NS;
 	uint64_t need = zb_align_up(size, ZB_ARENA_ALIGN);
 	int r = 0;
@@ -433,11 +433,11 @@ int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
 			zb_cpu_relax();
 			continue;
 		}
-		f = zb_load32(&ctl->prod_futex);
+		f = zb_load32(&sctl->prod_futex);
 		/* Announce, then force a barrier on every subscriber (the
 		 * other half of the Dekker in zb_ring_release()), then
 		 * re-check. Without that barrier, sleep in short slices. */
-		zb_fetch_add32(&ctl->prod_waiters, 1);
+		zb_fetch_add32(&sctl->prod_waiters, 1);
 		until = deadline;
 		if (zb_membarrier_global() < 0 &&
 		    now + ZB_UNFENCED_SLICE_NS < until)
@@ -445,8 +445,8 @@ int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
 		current_claim(p, &seq, &pos);
 		scan_limits(p, seq, pos);
 		if (!fits(p, seq, claim_start(g, pos, need) + need))
-			r = zb_futex_wait(&ctl->prod_futex, f, until);
-		zb_fetch_add32(&ctl->prod_waiters, (uint32_t)-1);
+			r = zb_futex_wait(&sctl->prod_futex, f, until);
+		zb_fetch_add32(&sctl->prod_waiters, (uint32_t)-1);
 		if (r < 0 && until == deadline)
 			return r;
 		r = 0;

@@ -86,7 +86,7 @@ void zb_ring_sub_leave(struct zb_ring_sub *s)
 
 int zb_ring_free_slot(struct zb_segment *seg, uint32_t idx, uint32_t word)
 {
-	struct zb_ctl *ctl = seg->ctl;
+	struct zb_sub_ctl *sctl = seg->sctl;
 	struct zb_sub_slot *sl;
 
 	if (idx >= seg->g.max_subs ||
@@ -96,12 +96,12 @@ int zb_ring_free_slot(struct zb_segment *seg, uint32_t idx, uint32_t word)
 	/* Exactly this subscription: same state and generation. */
 	if (!zb_slot_free(&sl->state, word))
 		return 0;
-	zb_and64(&ctl->sleepers[idx / 64], ~(1ull << (idx % 64)));
+	zb_and64(&sctl->sleepers[idx / 64], ~(1ull << (idx % 64)));
 	/* A producer may be asleep waiting for it: let it rescan (the CAS
 	 * above is a full barrier before this load). */
-	if (zb_load32(&ctl->prod_waiters)) {
-		zb_fetch_add32(&ctl->prod_futex, 1);
-		zb_futex_wake_all(&ctl->prod_futex);
+	if (zb_load32(&sctl->prod_waiters)) {
+		zb_fetch_add32(&sctl->prod_futex, 1);
+		zb_futex_wake_all(&sctl->prod_futex);
 	}
 	return 1;
 }
@@ -274,7 +274,7 @@ bad:
 
 void zb_ring_release(struct zb_ring_sub *s)
 {
-	struct zb_ctl *ctl = s->seg->ctl;
+	struct zb_sub_ctl *sctl = s->seg->sctl;
 	struct zb_sub_slot *sl = s->slot;
 
 	s->holding = 0;
@@ -295,9 +295,9 @@ void zb_ring_release(struct zb_ring_sub *s)
 		zb_fence_full();
 	else
 		AO_compiler_barrier();
-	if (zb_load32(&ctl->prod_waiters)) {
-		zb_fetch_add32(&ctl->prod_futex, 1);
-		zb_futex_wake_all(&ctl->prod_futex);
+	if (zb_load32(&sctl->prod_waiters)) {
+		zb_fetch_add32(&sctl->prod_futex, 1);
+		zb_futex_wake_all(&sctl->prod_futex);
 	}
 }
 
@@ -305,7 +305,7 @@ int zb_ring_sleep(struct zb_ring_sub *s, uint64_t seq, uint64_t deadline,
 		  uint32_t *stop)
 {
 	struct zb_sub_slot *sl = s->slot;
-	uint64_t *word = &s->seg->ctl->sleepers[s->slot_idx / 64];
+	uint64_t *word = &s->seg->sctl->sleepers[s->slot_idx / 64];
 	uint64_t bit = 1ull << (s->slot_idx % 64);
 	uint64_t until = deadline;
 	uint32_t f;

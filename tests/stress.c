@@ -138,7 +138,7 @@ static void stress_dump(struct zbus_channel *ch, struct zbus_sub *s, int idx)
 
 	fprintf(stderr, "sub %d stuck: claim seq %lu pos %lu waiters %u\n", idx,
 		(unsigned long)cs, (unsigned long)seg->ctl->claim_pos,
-		seg->ctl->prod_waiters);
+		seg->sctl->prod_waiters);
 	for (uint32_t i = 0; i < 4; i++) {
 		struct zb_sub_slot *sl = &seg->slots[i];
 
@@ -299,7 +299,8 @@ static int run_processes(struct zbus_channel *ch, struct shared *sh,
 			/* Each producer attaches by fd, as a real peer. */
 			struct zbus_channel *mine;
 
-			if (zbus_channel_attach_dup(zbus_channel_fd(ch), &mine))
+			if (zbus_channel_attach_dup(zbus_channel_fd(ch),
+						    zbus_channel_state_fd(ch), &mine))
 				_exit(12);
 			rn.ch = mine;
 			_exit(producer(&rn));

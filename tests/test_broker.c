@@ -41,6 +41,7 @@
 
 #include "../broker/requests.h"
 #include "../broker/server.h"
+#include "channel.h"
 #include "ctl.h"
 #include "fdpass.h"
 #include "testutil.h"
@@ -649,9 +650,10 @@ static void req_list(Zbusctl__Request *req, Zbusctl__List *l, uint64_t id)
 static int raw_send(int s, const Zbusctl__Request *req, int fd, int ms)
 {
 	uint64_t end = now_ms() + (uint64_t)ms;
+	struct zb_fds fds = { .n = fd >= 0, .fd = { fd, -1 } };
 	int r;
 
-	while ((r = zb_ctl_send(s, &req->base, fd)) == -EAGAIN &&
+	while ((r = zb_ctl_send(s, &req->base, &fds)) == -EAGAIN &&
 	       now_ms() < end)
 		wait_fd(s, POLLOUT, 10);
 	return r;
@@ -1357,7 +1359,7 @@ static int send_bytes_checked(int s, const uint8_t *buf, size_t len)
 	uint64_t id = 0;
 	int valid = parses(buf, len, &id), r;
 
-	r = zb_fdpass_send(s, buf, len, -1);
+	r = zb_fdpass_send(s, buf, len, NULL);
 	bk_assert(r == 0, "send %zu bytes: %s", len, strerror(-r));
 	r = raw_recv(s, 5000, &rep);
 	bk_assert(r == 1, "no reply to a %zu-byte record: %s", len,
@@ -1473,7 +1475,7 @@ Test(broker, oversized_record_disconnects_only_that_client)
 	cr_assert_not_null(big);
 	memset(big, 0xff, 70000); /* never a valid protobuf */
 	/* A full record is still a record: malformed, answered. */
-	r = zb_fdpass_send(s, big, ZB_CTL_MAX_RECORD, -1);
+	r = zb_fdpass_send(s, big, ZB_CTL_MAX_RECORD, NULL);
 	cr_assert_eq(r, 0, "send 64 KiB: %s", strerror(-r));
 	r = raw_recv(s, 5000, &rep);
 	bk_assert(r == 1 && rep, "no reply to a %u-byte record: %d",
@@ -1482,7 +1484,7 @@ Test(broker, oversized_record_disconnects_only_that_client)
 	zbusctl__reply__free_unpacked(rep, NULL);
 
 	/* One more byte than a record: that client is cut off. */
-	r = zb_fdpass_send(s, big, 70000, -1);
+	r = zb_fdpass_send(s, big, 70000, NULL);
 	cr_assert_eq(r, 0, "send 70000 bytes: %s", strerror(-r));
 	r = raw_recv(s, 5000, &rep);
 	bk_assert(r == 0 || r == -ECONNRESET,
@@ -1598,7 +1600,7 @@ Test(broker, a_client_that_never_reads_replies_is_disconnected)
 
 	req_hello(&req, &h, 5, ZB_CTL_VERSION);
 	while (!gone && now_ms() < end) {
-		r = zb_ctl_send(s, &req.base, -1);
+		r = zb_ctl_send(s, &req.base, NULL);
 		if (r == -EPIPE || r == -ECONNRESET) {
 			gone = 1;
 			break;
@@ -1759,7 +1761,7 @@ static int flood_requests(void *arg)
 					{ .fd = f->stop[0], .events = POLLIN } };
 
 		while (inflight < FLOOD_WINDOW &&
-		       zb_ctl_send(s, &req.base, -1) == 0)
+		       zb_ctl_send(s, &req.base, NULL) == 0)
 			inflight++;
 		if (!told && inflight == FLOOD_WINDOW) {
 			STEP(4, put_byte(f->started[1]) == 0);
@@ -1938,7 +1940,7 @@ Test(broker, fds_in_flight_to_a_client_that_does_not_read_block_no_one_else)
 	req.open = &op;
 	for (int i = 0; i < 200; i++) {
 		req.id = 10 + (uint64_t)i;
-		r = zb_ctl_send(s, &req.base, -1);
+		r = zb_ctl_send(s, &req.base, NULL);
 		if (r == -EAGAIN) {
 			wait_fd(s, POLLOUT, 10);
 			continue;
@@ -2328,4 +2330,247 @@ Test(autostart, two_clients_autostarting_at_once_share_one_broker)
 		zbus_conn_free(c);
 		stop_autostarted(r[0].path);
 	}
+}
+
+/* ====================================================================== */
+/* Read-only subscribers and sealed channels                             */
+/* ====================================================================== */
+
+/* Child side: write to the channel's data mapping. Dies of SIGSEGV if the
+ * mapping is read-only, as it must be. */
+static int write_into(void *arg)
+{
+	struct zbus_channel *ch = arg;
+
+	/* The first byte of the arena: a payload, nothing we need. */
+	((volatile uint8_t *)ch->seg.arena)[0] = 0x5a;
+	return 0;
+}
+
+/* Publish @text on @pub, receive it on @sub. */
+static void one_message(struct zbus_pub *pub, struct zbus_sub *sub,
+			const char *text)
+{
+	char buf[64] = { 0 };
+	int r;
+
+	cr_assert_eq(zbus_pub_send(pub, text, strlen(text) + 1), 0);
+	r = zbus_sub_recv(sub, buf, sizeof(buf), NULL, 2000);
+	cr_assert_eq(r, (int)strlen(text) + 1, "recv: %s", zbus_strerror(r));
+	cr_assert_str_eq(buf, text);
+}
+
+Test(broker, a_subscribe_only_open_maps_the_messages_read_only)
+{
+	struct zbus_pub_opts po = { .timeout_ms = 1000 };
+	struct zbus_channel *mine, *ro;
+	struct zbus_channel_info info;
+	struct zbus_conn *c = conn();
+	struct zbus_pub *pub, *none = NULL;
+	struct zbus_sub *sub;
+	int st;
+
+	mine = create(c, "ro", 0644);
+	cr_assert_eq(zbus_conn_open_channel(c, "ro", ZBUS_ACCESS_SUBSCRIBE,
+					    &ro), 0, "%s", zbus_conn_error(c));
+	cr_assert_eq(zbus_channel_info(ro, &info), 0);
+	cr_assert(info.flags & ZBUS_CHANNEL_READ_ONLY);
+	cr_assert_eq(fcntl(zbus_channel_fd(ro), F_GETFL) & O_ACCMODE,
+		     O_RDONLY, "the broker handed a writable data memfd");
+	cr_assert_eq(zbus_pub_new(ro, &po, &none), -EACCES);
+	cr_assert_null(none);
+	/* Neither a new writable mapping nor the existing one. */
+	cr_assert_eq(mmap(NULL, info.segment_bytes, PROT_READ | PROT_WRITE,
+			  MAP_SHARED, zbus_channel_fd(ro), 0), MAP_FAILED);
+	cr_assert_eq(errno, EACCES);
+	cr_assert_eq(waitpid(spawn(write_into, ro), &st, 0) > 0, 1);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
+		  "a write into a subscriber's mapping did not fault "
+		  "(status %#x)", st);
+
+	/* And it still subscribes: its state memfd is writable. */
+	sub = sub_of(ro);
+	cr_assert_eq(zbus_pub_new(mine, &po, &pub), 0);
+	one_message(pub, sub, "read-only works");
+	zbus_pub_free(pub);
+	zbus_sub_free(sub);
+	zbus_channel_free(ro);
+	zbus_channel_free(mine);
+	zbus_conn_free(c);
+}
+
+/* Child side: as uid 65534, subscribe to "ro" and try to get write access
+ * to its messages the ways a process can. */
+static int nobody_tries_to_write(void *arg)
+{
+	struct zbus_channel *ch = NULL;
+	struct zbus_sub *sub = NULL;
+	struct zbus_sub_opts so = { .policy = ZBUS_LOSSY };
+	struct zbus_conn *c;
+	char path[64];
+	int fd;
+
+	(void)arg;
+	STEP(1, drop_to_nobody(NULL, 0) == 0);
+	STEP(2, conn_open_at(sock_path, &c) == 0);
+	STEP(3, zbus_conn_open_channel(c, "ro", ZBUS_ACCESS_PUBLISH, &ch) ==
+			-EACCES);
+	STEP(4, zbus_conn_open_channel(c, "ro", ZBUS_ACCESS_SUBSCRIBE,
+				       &ch) == 0);
+	/* The reopen through /proc that defeats an O_RDONLY fd. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", zbus_channel_fd(ch));
+	fd = open(path, O_RDWR);
+	STEP(5, fd < 0 && errno == EACCES);
+	STEP(6, fchmod(zbus_channel_fd(ch), 0666) < 0 && errno == EPERM);
+	STEP(7, ftruncate(zbus_channel_fd(ch), 0) < 0);
+	STEP(8, fallocate(zbus_channel_fd(ch), FALLOC_FL_PUNCH_HOLE |
+			  FALLOC_FL_KEEP_SIZE, 0, 4096) < 0);
+	/* Subscribing still works. */
+	STEP(9, zbus_sub_new(ch, &so, &sub) == 0);
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+	return 0;
+}
+
+Test(broker, another_uid_cannot_reopen_a_subscribers_memfd_read_write)
+{
+	struct zbus_conn *c;
+	struct zbus_channel *ch;
+	int child;
+
+	skip_unless_root();
+	c = conn();
+	ch = create(c, "ro", 0644);
+	child = tu_wait_child(spawn(nobody_tries_to_write, NULL), 25);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+	check_child(child, "the uid 65534 child");
+}
+
+static struct zbus_channel *sealed_channel(void)
+{
+	struct zbus_channel_opts o = { .max_msg_size = 256,
+				       .ring_capacity = 64,
+				       .flags = ZBUS_CHANNEL_SEAL_WRITERS };
+	struct zbus_channel *ch;
+
+	cr_assert_eq(zbus_channel_create("sealed", &o, &ch), 0);
+	return ch;
+}
+
+Test(broker, an_offered_channel_is_published_by_its_producer_alone)
+{
+	struct zbus_channel_params cp = { .mode = 0666 };
+	struct zbus_pub_opts po = { .timeout_ms = 1000 };
+	struct zbus_channel *mine = sealed_channel(), *ro, *none = NULL;
+	struct zbus_channel_info info;
+	struct zbus_channel_stat st;
+	struct zbus_conn *c = conn(), *other = conn();
+	struct zbus_pub *pub, *no_pub = NULL;
+	struct zbus_sub *sub;
+	char path[64];
+	int fd;
+
+	cr_assert_eq(zbus_conn_offer(c, "offered", &cp, mine), 0, "%s",
+		     zbus_conn_error(c));
+	cr_assert_eq(zbus_conn_stat(other, "offered", &st), 0);
+	cr_assert_eq(st.flags, ZBUS_CHANNEL_SEAL_WRITERS);
+	cr_assert_eq(st.owner_uid, getuid());
+	cr_assert_eq(st.mode, 0666);
+	cr_assert_eq(st.max_msg_size, 256);
+
+	/* Even root, even asking to publish, gets no writer. */
+	cr_assert_eq(zbus_conn_open_channel(other, "offered",
+					    ZBUS_ACCESS_PUBLISH, &none),
+		     -EACCES);
+	cr_assert(strstr(zbus_conn_error(other), "sealed"), "%s",
+		  zbus_conn_error(other));
+	cr_assert_eq(zbus_conn_open_channel(other, "offered",
+					    ZBUS_ACCESS_SUBSCRIBE, &ro), 0);
+	zbus_channel_info(ro, &info);
+	cr_assert_eq(info.flags, ZBUS_CHANNEL_SEAL_WRITERS |
+					 ZBUS_CHANNEL_READ_ONLY);
+	cr_assert_eq(zbus_pub_new(ro, &po, &no_pub), -EACCES);
+	/* The seal holds where file modes do not: root reopening it. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", zbus_channel_fd(ro));
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		cr_assert_eq(mmap(NULL, info.segment_bytes,
+				  PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
+			     MAP_FAILED);
+		cr_assert_eq(errno, EPERM);
+		cr_assert_eq(pwrite(fd, "x", 1, 0), -1);
+		close(fd);
+	}
+
+	sub = sub_of(ro);
+	cr_assert_eq(zbus_pub_new(mine, &po, &pub), 0);
+	one_message(pub, sub, "only mine");
+	zbus_pub_free(pub);
+	zbus_sub_free(sub);
+	zbus_channel_free(ro);
+	zbus_conn_free(other);
+	zbus_channel_free(mine);
+	zbus_conn_free(c);
+}
+
+/* Offer @name with @data and @state (-1: not sent) raw; the status. */
+static int raw_offer(const char *name, int data, int state,
+		     const Zbusctl__ChannelParams *cp)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Offer of = ZBUSCTL__OFFER__INIT;
+	struct zb_fds fds = { .n = (data >= 0) + (state >= 0),
+			      .fd = { data >= 0 ? data : state, state } };
+	Zbusctl__Reply *rep;
+	int s = raw_open(), status;
+
+	of.name = (char *)name;
+	of.params = (Zbusctl__ChannelParams *)cp;
+	req.id = 2;
+	req.body_case = ZBUSCTL__REQUEST__BODY_OFFER;
+	req.offer = &of;
+	cr_assert_eq(zb_ctl_send(s, &req.base, &fds), 0);
+	cr_assert_eq(raw_recv(s, 5000, &rep), 1);
+	cr_assert_not_null(rep);
+	status = rep->status;
+	zbusctl__reply__free_unpacked(rep, NULL);
+	close(s);
+	return status;
+}
+
+Test(broker, offers_the_broker_refuses)
+{
+	struct zbus_channel_opts plain_opts = { .max_msg_size = 256 };
+	Zbusctl__ChannelParams geometry = ZBUSCTL__CHANNEL_PARAMS__INIT;
+	struct zbus_channel *sealed = sealed_channel(), *other, *plain;
+	struct zbus_conn *c = conn();
+	int data, state;
+
+	cr_assert_eq(zbus_channel_create("plain", &plain_opts, &plain), 0);
+	other = sealed_channel();
+	data = zbus_channel_fd(sealed);
+	state = zbus_channel_state_fd(sealed);
+	/* The library refuses what it can tell is wrong... */
+	cr_assert_eq(zbus_conn_offer(c, "plain", NULL, plain), -EINVAL);
+	/* ...the broker whatever a raw client sends. */
+	cr_assert_eq(raw_offer("plain", zbus_channel_fd(plain),
+			       zbus_channel_state_fd(plain), NULL), -EPERM);
+	cr_assert_eq(raw_offer("x", data, -1, NULL), -EINVAL);
+	cr_assert_eq(raw_offer("x", -1, -1, NULL), -EINVAL);
+	cr_assert_eq(raw_offer("x", data, zbus_channel_state_fd(other), NULL),
+		     -EBADMSG);
+	cr_assert_eq(raw_offer("x", state, data, NULL), -EPERM);
+	geometry.max_msg_size = 64;
+	cr_assert_eq(raw_offer("x", data, state, &geometry), -EINVAL);
+	cr_assert_eq(raw_offer("bad name", data, state, NULL), -EINVAL);
+	/* Right, then its name is taken. */
+	cr_assert_eq(raw_offer("x", data, state, NULL), 0);
+	cr_assert_eq(raw_offer("x", zbus_channel_fd(other),
+			       zbus_channel_state_fd(other), NULL), -EEXIST);
+	zbus_channel_free(other);
+	zbus_channel_free(plain);
+	zbus_channel_free(sealed);
+	zbus_conn_free(c);
 }

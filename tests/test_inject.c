@@ -247,7 +247,8 @@ static void attach_fails(enum fn fn, int cmd, int err, int want)
 		arm_fcntl(cmd, err);
 	else
 		arm(fn, err);
-	r = zbus_channel_attach_dup(zbus_channel_fd(ch), &c);
+	r = zbus_channel_attach_dup(zbus_channel_fd(ch),
+				    zbus_channel_state_fd(ch), &c);
 	expect_failure(r, want, fds, maps);
 	cr_assert_null(c, "out-pointer set on failure");
 }
@@ -313,7 +314,8 @@ Test(inject, attach_works_once_the_failure_is_gone)
 	struct zbus_channel *c = NULL;
 
 	attach_fails(FN_FCNTL, F_DUPFD_CLOEXEC, EMFILE, -EMFILE);
-	cr_assert_eq(zbus_channel_attach_dup(zbus_channel_fd(ch), &c), 0);
+	cr_assert_eq(zbus_channel_attach_dup(zbus_channel_fd(ch),
+				    zbus_channel_state_fd(ch), &c), 0);
 	zbus_channel_free(c);
 }
 

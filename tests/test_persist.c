@@ -184,9 +184,10 @@ static void make_registry(struct zbd_registry *reg)
 static void assert_same(const struct zbd_saved_channel *s,
 			const struct zbd_channel *c)
 {
-	struct stat st;
+	struct stat st, sst;
 
 	cr_assert_eq(fstat(zbus_channel_fd(c->ch), &st), 0);
+	cr_assert_eq(fstat(zbus_channel_state_fd(c->ch), &sst), 0);
 	cr_assert_str_eq(s->name, c->name);
 	cr_assert_eq(s->id, c->id, "%s", c->name);
 	cr_assert_eq(s->owner_uid, c->owner_uid, "%s", c->name);
@@ -201,6 +202,10 @@ static void assert_same(const struct zbd_saved_channel *s,
 	cr_assert_eq(s->segment_bytes, c->info.segment_bytes, "%s", c->name);
 	cr_assert_eq(s->seg_dev, (uint64_t)st.st_dev, "%s", c->name);
 	cr_assert_eq(s->seg_ino, (uint64_t)st.st_ino, "%s", c->name);
+	cr_assert_eq(s->state_dev, (uint64_t)sst.st_dev, "%s", c->name);
+	cr_assert_eq(s->state_ino, (uint64_t)sst.st_ino, "%s", c->name);
+	cr_assert_neq(s->state_ino, s->seg_ino, "%s", c->name);
+	cr_assert_eq(s->sealed, c->sealed, "%s", c->name);
 	cr_assert_eq(s->created_unix_ns, c->created_unix_ns, "%s", c->name);
 	cr_assert_neq(s->created_unix_ns, 0, "%s", c->name);
 }

@@ -304,13 +304,30 @@ Test(reclaim, registering_what_the_slot_does_not_hold_is_estale)
 	zbus_conn_free(c);
 }
 
+/* In a child: @name opened to publish, or made sealed and offered. */
+static int publisher_channel(struct zbus_conn *c, const char *name,
+			     int offer, struct zbus_channel **ch)
+{
+	struct zbus_channel_opts o = { .max_msg_size = 64,
+				       .ring_capacity = 8,
+				       .flags = ZBUS_CHANNEL_SEAL_WRITERS };
+	struct zbus_channel_params cp = { .mode = 0644 };
+
+	if (!offer)
+		return zbus_conn_open_channel(c, name, ZBUS_ACCESS_PUBLISH,
+					      ch);
+	return zbus_channel_create(name, &o, ch) ||
+	       zbus_conn_offer(c, name, &cp, *ch);
+}
+
 /*
- * A child that publishes on @name with @flags, registers (or not), takes a
- * loan and says so on *@ready_fd; then, told to on *@go_fd, publishes it
- * and exits 0 if that failed with -ECANCELED (the loan was taken back).
+ * A child that publishes on @name with @flags (or on a sealed channel it
+ * offers as @name, with @offer), registers (or not), takes a loan and says
+ * so on *@ready_fd; then, told to on *@go_fd, publishes it and exits 0 if
+ * that failed with -ECANCELED (the loan was taken back).
  */
 static pid_t loan_holder(const char *name, uint32_t flags, int do_register,
-			 int *ready_fd, int *go_fd)
+			 int offer, int *ready_fd, int *go_fd)
 {
 	int r_pipe[2], g_pipe[2];
 	pid_t pid;
@@ -330,7 +347,7 @@ static pid_t loan_holder(const char *name, uint32_t flags, int do_register,
 		close(r_pipe[0]);
 		close(g_pipe[1]);
 		if (zbus_conn_open(&co, &c) ||
-		    zbus_conn_open_channel(c, name, ZBUS_ACCESS_PUBLISH, &ch) ||
+		    publisher_channel(c, name, offer, &ch) ||
 		    zbus_pub_new(ch, &po, &p) ||
 		    (do_register && zbus_conn_register_pub(c, name, p)))
 			_exit(1);
@@ -401,7 +418,7 @@ static void sigkill_mid_loan(uint32_t flags)
 	cr_assert_eq(zbus_conn_open(&co, &c), 0);
 	cr_assert_eq(zbus_conn_create(c, "loans", &cp, &ch), 0);
 	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
-	holder = loan_holder("loans", flags, 1, &ready, &go);
+	holder = loan_holder("loans", flags, 1, 0, &ready, &go);
 	wait_ready(ready);
 	if (flags & ZBUS_PUB_EXCLUSIVE)
 		cr_assert_eq(zbus_pub_new(ch, &po, &next), -EBUSY);
@@ -462,7 +479,7 @@ Test(reclaim, a_producer_stuck_past_the_unblock_timeout_loses_its_loan)
 	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
 	/* Not registered: only the timer can help, as for a producer killed
 	 * between its claim and its record. */
-	holder = loan_holder("stuck", 0, 0, &ready, &go);
+	holder = loan_holder("stuck", 0, 0, 0, &ready, &go);
 	wait_ready(ready);
 	t0 = now_ms();
 	publish_behind(ch, sub, 0);
@@ -746,12 +763,14 @@ Test(reclaim, sigkill_of_the_broker_does_not_stop_the_data_path)
 }
 
 /*
- * Adopt @name with @fd over a raw connection, as a client that lies would:
- * the library only ever sends the memfd it was given. Return the status,
- * the broker's sentence in @msg.
+ * Adopt @name with memfds @data and @state (-1: none sent) over a raw
+ * connection, as a client that lies would: the library only ever sends the
+ * memfds it was given. Return the status, the broker's sentence in @msg.
  */
-static int raw_adopt(const char *name, int fd, char *msg, size_t cap)
+static int raw_adopt(const char *name, int data, int state, char *msg,
+		     size_t cap)
 {
+	struct zb_fds fds = { .n = data >= 0 ? 2 : 0, .fd = { data, state } };
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Hello h = ZBUSCTL__HELLO__INIT;
 	Zbusctl__Adopt ad = ZBUSCTL__ADOPT__INIT;
@@ -768,12 +787,12 @@ static int raw_adopt(const char *name, int fd, char *msg, size_t cap)
 	h.version = ZB_CTL_VERSION;
 	req.body_case = ZBUSCTL__REQUEST__BODY_HELLO;
 	req.hello = &h;
-	cr_assert_eq(zb_ctl_send(s, &req.base, -1), 0);
+	cr_assert_eq(zb_ctl_send(s, &req.base, NULL), 0);
 	cr_assert_gt(recv(s, buf, sizeof(buf), 0), 0);
 	ad.name = (char *)name;
 	req.body_case = ZBUSCTL__REQUEST__BODY_ADOPT;
 	req.adopt = &ad;
-	cr_assert_eq(zb_ctl_send(s, &req.base, fd), 0);
+	cr_assert_eq(zb_ctl_send(s, &req.base, &fds), 0);
 	n = recv(s, buf, sizeof(buf), 0);
 	cr_assert_gt(n, 0);
 	rep = zbusctl__reply__unpack(NULL, (size_t)n, buf);
@@ -813,19 +832,31 @@ Test(reclaim, a_restarted_broker_takes_back_only_the_very_memfd)
 					    &again), -EAGAIN);
 	/* A look-alike: same geometry, same header, another memfd. */
 	cr_assert_eq(zbus_channel_create("kept", &cp.geometry, &fake), 0);
-	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake), msg,
-			       sizeof(msg)), -EBADF);
-	cr_assert(strstr(msg, "not the memfd"), "%s", msg);
-	cr_assert_eq(raw_adopt("nothing", zbus_channel_fd(ch), msg,
-			       sizeof(msg)), -ENOENT);
-	cr_assert_eq(raw_adopt("kept", -1, msg, sizeof(msg)), -EINVAL);
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake),
+			       zbus_channel_state_fd(fake), msg, sizeof(msg)),
+		     -EBADF);
+	cr_assert(strstr(msg, "not the memfds"), "%s", msg);
+	/* Half of it real is no better. */
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch),
+			       zbus_channel_state_fd(fake), msg, sizeof(msg)),
+		     -EBADF);
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake),
+			       zbus_channel_state_fd(ch), msg, sizeof(msg)),
+		     -EBADF);
+	cr_assert_eq(raw_adopt("nothing", zbus_channel_fd(ch),
+			       zbus_channel_state_fd(ch), msg, sizeof(msg)),
+		     -ENOENT);
+	cr_assert_eq(raw_adopt("kept", -1, -1, msg, sizeof(msg)), -EINVAL);
 	/* The real one, twice: the second is a no-op success. */
-	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch), msg, sizeof(msg)),
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch),
+			       zbus_channel_state_fd(ch), msg, sizeof(msg)),
 		     0, "%s", msg);
-	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch), msg, sizeof(msg)),
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(ch),
+			       zbus_channel_state_fd(ch), msg, sizeof(msg)),
 		     0, "%s", msg);
-	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake), msg,
-			       sizeof(msg)), -EEXIST);
+	cr_assert_eq(raw_adopt("kept", zbus_channel_fd(fake),
+			       zbus_channel_state_fd(fake), msg, sizeof(msg)),
+		     -EEXIST);
 	cr_assert_eq(zbus_conn_stat(c, "kept", &st), 0);
 	cr_assert_eq(st.mode, 0640, "owner and mode come from the state");
 	cr_assert_eq(zbus_conn_open_channel(c, "kept", ZBUS_ACCESS_SUBSCRIBE,
@@ -861,5 +892,113 @@ Test(reclaim, channels_nobody_brings_back_are_forgotten_after_the_window)
 	cr_assert_geq(now_ms() - t0, 200, "forgotten before the window");
 	cr_assert(log_says("1 channel not brought back, forgotten"));
 	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/*
+ * A sealed channel's producer dies mid-loan: the broker, which maps that
+ * channel read-only, must not try to pad it (it would fault), and nothing
+ * is lost that anyone else could have published.
+ */
+Test(reclaim, sigkill_of_a_sealed_channels_producer_leaves_the_broker_standing)
+{
+	struct zbus_channel_stat st;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *sub;
+	struct zbus_msg m;
+	int ready, go;
+	pid_t holder;
+
+	holder = loan_holder("sealed", 0, 1, 1, &ready, &go);
+	wait_ready(ready);
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_open_channel(c, "sealed", ZBUS_ACCESS_SUBSCRIBE,
+					    &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	close(go);
+	/* Past a tick of the timer, with the death seen. */
+	usleep(200 * 1000);
+	cr_assert_eq(kill(broker, 0), 0, "the broker died");
+	cr_assert_eq(zbus_conn_stat(c, "sealed", &st), 0);
+	cr_assert_eq(st.flags, ZBUS_CHANNEL_SEAL_WRITERS);
+	cr_assert_eq(st.reclaimed, 0);
+	cr_assert_eq(zbus_sub_recv_batch(sub, &m, 1, 10), -ETIMEDOUT);
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/*
+ * After a restart, the broker takes a channel back from a client that may
+ * only subscribe (its data memfd is read-only: the broker reopens it
+ * read-write, and so can still pad stuck claims) and a sealed channel
+ * from its producer (kept read-only).
+ */
+Test(reclaim, a_restarted_broker_recovers_read_only_and_sealed_channels)
+{
+	struct zbus_channel_opts so = { .max_msg_size = 64,
+					.ring_capacity = 8,
+					.flags = ZBUS_CHANNEL_SEAL_WRITERS };
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .ring_capacity = 8 },
+					  .mode = 0644,
+					  .unblock_timeout_ms = 200 };
+	struct zbus_channel_params sp = { .mode = 0644 };
+	struct zbus_channel *plain, *ro, *sealed, *again;
+	struct zbus_conn_opts lone = co;
+	struct zbus_channel_stat st;
+	struct zbus_channel_info info;
+	struct zbus_pub *p;
+	struct zbus_sub *sub;
+	struct zbus_loan l;
+	struct zbus_conn *c;
+	char msg[256];
+
+	lone.flags |= ZBUS_CONN_NO_RECONNECT;
+	cr_assert_eq(zbus_conn_open(&lone, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "plain", &cp, &plain), 0);
+	cr_assert_eq(zbus_conn_open_channel(c, "plain", ZBUS_ACCESS_SUBSCRIBE,
+					    &ro), 0);
+	cr_assert_eq(zbus_channel_create("sealed", &so, &sealed), 0);
+	cr_assert_eq(zbus_conn_offer(c, "sealed", &sp, sealed), 0);
+	zbus_conn_free(c);
+	kill(broker, SIGKILL);
+	waitpid(broker, NULL, 0);
+	broker = spawn_broker_window(60000);
+	cr_assert(log_says("recovering 2 channel"));
+
+	/* Only the read-only memfd of "plain" comes back. */
+	cr_assert_eq(raw_adopt("plain", zbus_channel_fd(ro),
+			       zbus_channel_state_fd(ro), msg, sizeof(msg)),
+		     0, "%s", msg);
+	cr_assert_eq(raw_adopt("sealed", zbus_channel_fd(sealed),
+			       zbus_channel_state_fd(sealed), msg,
+			       sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(zbus_conn_open(&lone, &c), 0);
+	cr_assert_eq(zbus_conn_stat(c, "sealed", &st), 0);
+	cr_assert_eq(st.flags, ZBUS_CHANNEL_SEAL_WRITERS);
+	cr_assert_eq(zbus_conn_open_channel(c, "sealed", ZBUS_ACCESS_PUBLISH,
+					    &again), -EACCES);
+	cr_assert_eq(zbus_conn_open_channel(c, "sealed",
+					    ZBUS_ACCESS_SUBSCRIBE, &again), 0);
+	zbus_channel_info(again, &info);
+	cr_assert(info.flags & ZBUS_CHANNEL_READ_ONLY);
+	zbus_channel_free(again);
+
+	/* The broker can write "plain": a stuck loan is padded. */
+	cr_assert_eq(zbus_sub_new(ro, NULL, &sub), 0);
+	cr_assert_eq(zbus_pub_new(plain, NULL, &p), 0);
+	cr_assert_eq(zbus_pub_loan(p, 8, &l), 0);
+	publish_behind(plain, sub, 0);
+	expect_after(sub, 5000);
+	cr_assert_eq(zbus_pub_publish(p, &l, 8), -ECANCELED);
+	zbus_pub_free(p);
+	zbus_sub_free(sub);
+	zbus_channel_free(sealed);
+	zbus_channel_free(ro);
+	zbus_channel_free(plain);
 	zbus_conn_free(c);
 }

@@ -526,8 +526,8 @@ Test(ring, hostile_sleeper_bits_beyond_max_subs_are_ignored)
 	struct zbus_pub *p;
 
 	cr_assert_eq(zbus_channel_create("t", &o, &ch), 0);
-	ch->seg.ctl->sleepers[0] = ~0ull;
-	ch->seg.ctl->sleepers[3] = ~0ull;
+	ch->seg.sctl->sleepers[0] = ~0ull;
+	ch->seg.sctl->sleepers[3] = ~0ull;
 	p = pub_nb();
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(zbus_pub_send(p, "x", 1), 0);

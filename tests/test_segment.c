@@ -1,21 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_segment.c - a channel's memfd seen from the outside: what
+ * test_segment.c - a channel's two memfds seen from the outside: what
  * zbus_channel_create() accepts and produces, and what
  * zbus_channel_attach_dup() refuses.
  *
- * Attach is the trust boundary of the library: a peer hands us any fd it
+ * Attach is the trust boundary of the library: a peer hands us any fds it
  * likes. Every hostile case below is built the way a peer would build it,
- * through the public API only: copy a real segment (pread), corrupt one
- * header field, write the copy into a fresh memfd, seal it and attach. A
- * single corrupted field per test, so that each check of
- * zb_layout_validate() is shown to stand on its own and not only behind an
- * earlier one.
+ * through the public API only: copy both segments of a real channel
+ * (pread), corrupt one header field, write the copies into fresh memfds,
+ * seal them and attach. A single corrupted field per test, so that each
+ * check of zb_layout_validate() and zb_state_validate() is shown to stand
+ * on its own and not only behind an earlier one; a data header test
+ * attaches with an intact state copy, and the other way round, so that
+ * the header under test is what refuses.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +26,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "layout.h"
 #include "segment.h"
 #include "testutil.h"
@@ -43,6 +48,8 @@ static void leak_fini(void)
 }
 
 TestSuite(segment, .init = leak_init, .fini = leak_fini, .timeout = 30);
+TestSuite(state, .init = leak_init, .fini = leak_fini, .timeout = 30);
+TestSuite(readonly, .init = leak_init, .fini = leak_fini, .timeout = 30);
 TestSuite(create, .init = leak_init, .fini = leak_fini, .timeout = 30);
 TestSuite(error, .init = leak_init, .fini = leak_fini, .timeout = 30);
 TestSuite(testutil, .init = leak_init, .fini = leak_fini, .timeout = 30);
@@ -52,9 +59,10 @@ TestSuite(testutil, .init = leak_init, .fini = leak_fini, .timeout = 30);
 /* ------------------------------------------------------------------ */
 
 /*
- * A small geometry keeps every hostile copy at two pages: header, ctl,
- * 4 subscriber and 4 publisher slots and 16 descriptors fit in page 0, the
- * arena is page 1.
+ * A small geometry keeps every hostile copy small: header, ctl, 4
+ * publisher slots and 16 descriptors fit in page 0 of the data segment and
+ * the arena is page 1; the state segment (header, sub_ctl and 4 subscriber
+ * slots) is one page.
  */
 static const struct zbus_channel_opts small_opts = {
 	.max_msg_size = 1024,
@@ -63,31 +71,47 @@ static const struct zbus_channel_opts small_opts = {
 	.max_publishers = 4,
 };
 
-/* A copy of a real, freshly created segment. */
+/* A copy of both memfds of a real, freshly created channel. */
 struct image {
-	uint8_t *buf;
+	uint8_t *buf; /* data segment */
 	size_t size;
-	struct zb_shm_hdr hdr; /* what the test corrupts */
+	uint8_t *state; /* state segment */
+	size_t state_size;
+	struct zb_shm_hdr hdr;    /* what a data test corrupts */
+	struct zb_state_hdr shdr; /* what a state test corrupts */
 };
 
 static void image_load(struct image *im, const struct zbus_channel_opts *o)
 {
-	cr_assert_eq(tu_segment_copy(o, &im->buf, &im->size), 0);
+	cr_assert_eq(tu_segment_copy(o, &im->buf, &im->size, &im->state,
+				     &im->state_size),
+		     0);
 	cr_assert_geq(im->size, sizeof(im->hdr));
+	cr_assert_geq(im->state_size, sizeof(im->shdr));
 	memcpy(&im->hdr, im->buf, sizeof(im->hdr));
+	memcpy(&im->shdr, im->state, sizeof(im->shdr));
+	cr_assert_neq(im->hdr.channel_id, 0);
+	cr_assert_eq(im->shdr.channel_id, im->hdr.channel_id);
 	/* The test relies on the geometry small_opts gives: fail loudly if
 	 * the library's layout changes under it. */
 	if (o == &small_opts) {
 		cr_assert_eq(im->size, 2 * PAGE);
 		cr_assert_eq(im->hdr.arena_off, PAGE);
 		cr_assert_eq(im->hdr.arena_size, PAGE);
+		cr_assert_eq(im->state_size, PAGE);
+		cr_assert_eq(im->hdr.state_size, PAGE);
+		cr_assert_eq(im->shdr.state_size, PAGE);
+		cr_assert_eq(im->shdr.sctl_off, sizeof(struct zb_state_hdr));
+		cr_assert_eq(im->shdr.subs_off,
+			     im->shdr.sctl_off + sizeof(struct zb_sub_ctl));
 	}
 }
 
 static void image_free(struct image *im)
 {
 	free(im->buf);
-	im->buf = NULL;
+	free(im->state);
+	im->buf = im->state = NULL;
 }
 
 /*
@@ -105,6 +129,46 @@ static int memfd_with(const void *buf, size_t len, uint64_t file_size,
 }
 
 static const int all_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+/* @seg with @hdr (possibly corrupted) over its start, in a memfd. */
+static int copy_memfd(const uint8_t *seg, size_t len, const void *hdr,
+		      size_t hdr_len, uint64_t file_size, int seals)
+{
+	uint8_t *copy = malloc(len);
+	int fd;
+
+	cr_assert_not_null(copy);
+	memcpy(copy, seg, len);
+	memcpy(copy, hdr, hdr_len);
+	fd = memfd_with(copy, len, file_size, MFD_ALLOW_SEALING, seals);
+	free(copy);
+	return fd;
+}
+
+static int data_memfd(const struct image *im, uint64_t file_size, int seals)
+{
+	return copy_memfd(im->buf, im->size, &im->hdr, sizeof(im->hdr),
+			  file_size, seals);
+}
+
+static int state_memfd(const struct image *im, uint64_t file_size,
+		       int seals)
+{
+	return copy_memfd(im->state, im->state_size, &im->shdr,
+			  sizeof(im->shdr), file_size, seals);
+}
+
+/* Reopen @fd through /proc, as any process holding it can. */
+static int reopen(int fd, int flags)
+{
+	char path[64];
+	int fd2;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd2 = open(path, flags | O_CLOEXEC);
+	cr_assert_geq(fd2, 0, "reopen %s: %s", path, strerror(errno));
+	return fd2;
+}
 
 /* Publish one message on @ch and receive it on a second handle. */
 static void round_trip(struct zbus_channel *pub_ch,
@@ -128,25 +192,17 @@ static void round_trip(struct zbus_channel *pub_ch,
 }
 
 /*
- * Write @im (with its possibly corrupted header) into a sealed memfd of
- * @file_size bytes and attach it. A successful attach is exercised with
- * one message, then everything is freed: the caller only sees the code.
+ * Attach @data_fd and @state_fd and close them. A successful attach is
+ * exercised with one message, then everything is freed: the caller only
+ * sees the code.
  */
-static int attach_sized(const struct image *im, uint64_t file_size)
+static int attach_consume(int data_fd, int state_fd)
 {
 	struct zbus_channel *ch = NULL;
-	uint8_t *copy;
-	int fd, r;
+	int r = zbus_channel_attach_dup(data_fd, state_fd, &ch);
 
-	copy = malloc(im->size);
-	cr_assert_not_null(copy);
-	memcpy(copy, im->buf, im->size);
-	memcpy(copy, &im->hdr, sizeof(im->hdr));
-	fd = memfd_with(copy, im->size, file_size, MFD_ALLOW_SEALING,
-			all_seals);
-	free(copy);
-	r = zbus_channel_attach_dup(fd, &ch);
-	close(fd);
+	close(data_fd);
+	close(state_fd);
 	if (r == 0) {
 		cr_assert_not_null(ch);
 		round_trip(ch, ch, "hostile but valid");
@@ -155,12 +211,32 @@ static int attach_sized(const struct image *im, uint64_t file_size)
 	return r;
 }
 
-static int attach_image(const struct image *im)
+/* @im, headers as corrupted, in files of @size and @state_size bytes. */
+static int attach_files(const struct image *im, uint64_t size,
+			uint64_t state_size)
 {
-	return attach_sized(im, im->size);
+	return attach_consume(data_memfd(im, size, all_seals),
+			      state_memfd(im, state_size, all_seals));
 }
 
-/* The header of a fresh small channel, for one corruption. */
+static int attach_sized(const struct image *im, uint64_t file_size)
+{
+	return attach_files(im, file_size, im->state_size);
+}
+
+static int attach_image(const struct image *im)
+{
+	return attach_files(im, im->size, im->state_size);
+}
+
+/* @im in memfds of the right sizes, sealed with @seals and @state_seals. */
+static int attach_sealed(const struct image *im, int seals, int state_seals)
+{
+	return attach_consume(data_memfd(im, im->size, seals),
+			      state_memfd(im, im->state_size, state_seals));
+}
+
+/* The headers of a fresh small channel, for one corruption. */
 #define WITH_IMAGE(im) \
 	struct image im; \
 	image_load(&im, &small_opts)
@@ -216,8 +292,7 @@ Test(segment, attach_accepts_newer_minor_and_unknown_compat_feature)
 {
 	struct zbus_channel *ch = NULL;
 	struct zbus_channel_info info;
-	uint8_t *copy;
-	int fd;
+	int fd, sfd;
 
 	WITH_IMAGE(im);
 	/* A newer writer that only added compatible things must still be
@@ -227,18 +302,15 @@ Test(segment, attach_accepts_newer_minor_and_unknown_compat_feature)
 	cr_expect_eq(attach_image(&im), 0);
 
 	/* And the attached channel reports the writer's minor version. */
-	copy = malloc(im.size);
-	cr_assert_not_null(copy);
-	memcpy(copy, im.buf, im.size);
-	memcpy(copy, &im.hdr, sizeof(im.hdr));
-	fd = memfd_with(copy, im.size, im.size, MFD_ALLOW_SEALING, all_seals);
-	free(copy);
-	cr_assert_eq(zbus_channel_attach_dup(fd, &ch), 0);
+	fd = data_memfd(&im, im.size, all_seals);
+	sfd = state_memfd(&im, im.state_size, all_seals);
+	cr_assert_eq(zbus_channel_attach_dup(fd, sfd, &ch), 0);
 	cr_assert_eq(zbus_channel_info(ch, &info), 0);
 	cr_expect_eq(info.version_major, ZB_LAYOUT_MAJOR);
 	cr_expect_eq(info.version_minor, ZB_LAYOUT_MINOR + 1);
 	zbus_channel_free(ch);
 	close(fd);
+	close(sfd);
 	image_free(&im);
 }
 
@@ -344,10 +416,10 @@ Test(segment, attach_rejects_ring_overlapping_arena)
 	image_free(&im);
 }
 
-Test(segment, attach_rejects_ring_overlapping_slots)
+Test(segment, attach_rejects_ring_overlapping_pub_slots)
 {
 	WITH_IMAGE(im);
-	im.hdr.ring_off = im.hdr.subs_off + 64;
+	im.hdr.ring_off = im.hdr.pubs_off + 64;
 	cr_expect_eq(attach_image(&im), -EBADMSG);
 	image_free(&im);
 }
@@ -365,7 +437,11 @@ Test(segment, attach_rejects_ctl_overlapping_header)
 Test(segment, attach_rejects_max_subs_zero)
 {
 	WITH_IMAGE(im);
+	/* The state header must agree on max_subs, so left alone it would
+	 * refuse this too: make it agree, leaving the bound as the only
+	 * check that can. */
 	im.hdr.max_subs = 0;
+	im.shdr.max_subs = 0;
 	cr_expect_eq(attach_image(&im), -EBADMSG);
 	image_free(&im);
 }
@@ -374,8 +450,9 @@ Test(segment, attach_rejects_max_subs_over_256)
 {
 	WITH_IMAGE(im);
 	/* The sleepers bitmap has 256 bits. In the small channel 257 slots
-	 * would also run into the ring, so a second channel with 256 slots
-	 * and room for one more shows that the bound alone refuses it. */
+	 * would also disagree with the state header and overrun its page, so
+	 * a second channel with 256 slots, whose state segment has room for
+	 * one more, shows that the bound alone refuses it. */
 	struct image big;
 	struct zbus_channel_opts o = { .max_msg_size = 1024,
 				       .ring_capacity = 16,
@@ -386,17 +463,14 @@ Test(segment, attach_rejects_max_subs_over_256)
 	image_free(&im);
 
 	image_load(&big, &o);
-	/* The ring starts right after the 256 slots: shift it by one slot
-	 * so that 257 would fit in front of it. */
 	cr_assert_eq(big.hdr.max_subs, 256);
-	big.hdr.ring_off += sizeof(struct zb_sub_slot);
-	cr_assert_leq(big.hdr.ring_off +
-			      (uint64_t)big.hdr.ring_capacity * 32,
-		      big.hdr.arena_off);
-	cr_expect_eq(attach_image(&big), 0, "control: shifted ring is valid");
-	big.hdr.max_subs = 257;
+	cr_assert_leq(big.shdr.subs_off +
+			      257ull * sizeof(struct zb_sub_slot),
+		      big.state_size);
+	cr_expect_eq(attach_image(&big), 0, "control: 256 slots");
+	big.hdr.max_subs = big.shdr.max_subs = 257;
 	cr_expect_eq(attach_image(&big), -EBADMSG);
-	big.hdr.max_subs = UINT32_MAX;
+	big.hdr.max_subs = big.shdr.max_subs = UINT32_MAX;
 	cr_expect_eq(attach_image(&big), -EBADMSG);
 	image_free(&big);
 }
@@ -444,12 +518,7 @@ Test(segment, attach_rejects_offsets_that_overflow)
 	im.hdr.ring_off = UINT32_MAX - 63;
 	cr_expect_eq(attach_image(&im), -EBADMSG, "ring_off near 2^32");
 
-	/* subs_off + max_subs * slot_size wraps in 32 bits too. */
-	im.hdr = ok;
-	im.hdr.subs_off = UINT32_MAX - 63;
-	cr_expect_eq(attach_image(&im), -EBADMSG, "subs_off near 2^32");
-
-	/* ctl_off + ctl_size: a huge ctl_size wraps past subs_off. */
+	/* ctl_off + ctl_size: a huge ctl_size wraps past pubs_off. */
 	im.hdr = ok;
 	im.hdr.ctl_size = UINT32_MAX;
 	cr_expect_eq(attach_image(&im), -EBADMSG, "ctl_size near 2^32");
@@ -511,19 +580,21 @@ Test(segment, attach_rejects_bad_publisher_region)
 	struct zb_shm_hdr ok = im.hdr;
 
 	cr_assert_eq(ok.max_pubs, 4);
-	cr_assert_eq(ok.pubs_off, ok.subs_off + 4 * sizeof(struct zb_sub_slot));
+	cr_assert_eq(ok.pubs_off, ok.ctl_off + ok.ctl_size);
 	im.hdr.max_pubs = 0;
 	cr_expect_eq(attach_image(&im), -EBADMSG, "max_pubs 0");
-	im.hdr = ok;
-	im.hdr.max_pubs = ZB_MAX_PUBS + 1;
-	cr_expect_eq(attach_image(&im), -EBADMSG, "max_pubs over the bound");
 	im.hdr = ok;
 	im.hdr.max_pubs = 5; /* runs into the ring */
 	cr_expect_eq(attach_image(&im), -EBADMSG, "publishers overlap ring");
 	im.hdr = ok;
-	im.hdr.pubs_off -= sizeof(struct zb_sub_slot); /* into the subs */
-	cr_expect_eq(attach_image(&im), -EBADMSG, "overlap subscribers");
+	im.hdr.pubs_off -= 64; /* into the ctl */
+	cr_expect_eq(attach_image(&im), -EBADMSG, "overlap ctl");
 	im.hdr = ok;
+	/* The ring follows the slots with no gap: move it one cache line on
+	 * (valid, see the control) so that shifted slots still end before
+	 * it and only their alignment is wrong. */
+	im.hdr.ring_off += 64;
+	cr_expect_eq(attach_image(&im), 0, "control: ring moved");
 	im.hdr.pubs_off += 8;
 	cr_expect_eq(attach_image(&im), -EBADMSG, "misaligned");
 	im.hdr = ok;
@@ -531,6 +602,64 @@ Test(segment, attach_rejects_bad_publisher_region)
 	cr_expect_eq(attach_image(&im), -EBADMSG, "pubs_off near 2^32");
 	im.hdr = ok;
 	cr_expect_eq(attach_image(&im), 0, "control: untouched");
+	image_free(&im);
+}
+
+Test(segment, attach_rejects_max_pubs_over_1024)
+{
+	/* 1025 slots in the small channel would also run into the ring: a
+	 * channel with 1024, its ring moved one slot on, has room for one
+	 * more, so that the bound alone refuses it. */
+	struct zbus_channel_opts o = { .max_msg_size = 1024,
+				       .ring_capacity = 16,
+				       .max_publishers = 1024 };
+	struct image big;
+
+	image_load(&big, &o);
+	cr_assert_eq(big.hdr.max_pubs, 1024);
+	big.hdr.ring_off += sizeof(struct zb_pub_slot);
+	cr_assert_leq(big.hdr.ring_off +
+			      (uint64_t)big.hdr.ring_capacity *
+				      sizeof(struct zb_desc),
+		      big.hdr.arena_off);
+	cr_expect_eq(attach_image(&big), 0, "control: shifted ring is valid");
+	big.hdr.max_pubs = ZB_MAX_PUBS + 1;
+	cr_expect_eq(attach_image(&big), -EBADMSG);
+	image_free(&big);
+}
+
+Test(segment, attach_rejects_misaligned_ctl_off)
+{
+	WITH_IMAGE(im);
+	/* As for the publisher slots: make room after the ctl first, so
+	 * that only the alignment of a shifted ctl is wrong. */
+	im.hdr.pubs_off += 64;
+	im.hdr.ring_off += 64;
+	cr_expect_eq(attach_image(&im), 0, "control: slots and ring moved");
+	im.hdr.ctl_off += 8;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(segment, attach_rejects_small_ctl_size)
+{
+	WITH_IMAGE(im);
+	/* Shorter than struct zb_ctl: the claim words would overlap what
+	 * the header says comes next. */
+	im.hdr.ctl_size = sizeof(struct zb_ctl) / 2;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.hdr.ctl_size = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(segment, attach_rejects_misaligned_ring_off)
+{
+	WITH_IMAGE(im);
+	/* Page 0 has room after the ring: only the alignment is wrong (a
+	 * descriptor's commit word must not straddle a cache line). */
+	im.hdr.ring_off += 8;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
 	image_free(&im);
 }
 
@@ -545,91 +674,558 @@ Test(segment, attach_rejects_wrong_desc_size)
 }
 
 /* ------------------------------------------------------------------ */
-/* The fd itself                                                       */
+/* What names the state segment                                        */
 /* ------------------------------------------------------------------ */
 
-/*
- * zbus.h: "-EINVAL if @fd is not a memfd; -EPERM if it lacks the grow,
- * shrink or seal seals". A memfd is refused with -EPERM as soon as any one
- * of the three is missing: without them a peer could truncate the file
- * under our mapping (SIGBUS) or add seals of its own later.
- */
-Test(segment, attach_rejects_unsealed_memfd)
+Test(segment, attach_rejects_zero_channel_id)
+{
+	WITH_IMAGE(im);
+	/* Zero in both headers: the pair agrees, so only the rule that an
+	 * id is never 0 (what a zeroed memfd would carry) can refuse. */
+	im.hdr.channel_id = 0;
+	im.shdr.channel_id = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(segment, attach_rejects_channel_id_not_the_state_one)
+{
+	WITH_IMAGE(im);
+	/* Valid alone, but names another channel's state segment. */
+	im.hdr.channel_id ^= 1;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(segment, attach_rejects_state_size_not_the_state_one)
+{
+	WITH_IMAGE(im);
+	im.hdr.state_size = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "0");
+	/* In range, but the state header and file say one page. */
+	im.hdr.state_size = 2 * PAGE;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "2 pages");
+	image_free(&im);
+}
+
+Test(segment, attach_rejects_state_size_out_of_bounds)
+{
+	WITH_IMAGE(im);
+	/* Each size in the data header, the state header and the file
+	 * alike, and roomy enough for the 4 slots: only the data header's
+	 * bounds are left to refuse it. */
+	cr_assert_lt(im.shdr.subs_off + 4 * sizeof(struct zb_sub_slot),
+		     PAGE / 2);
+	im.hdr.state_size = PAGE / 2;
+	im.shdr.state_size = PAGE / 2;
+	cr_expect_eq(attach_files(&im, im.size, PAGE / 2), -EBADMSG,
+		     "below a page");
+	/* One page past the largest state 256 subscribers need. */
+	im.hdr.state_size = 10 * PAGE;
+	im.shdr.state_size = 10 * PAGE;
+	cr_expect_eq(attach_files(&im, im.size, 10 * PAGE), -EBADMSG,
+		     "10 pages");
+	/* Control: a larger state than needed, within the bounds. */
+	im.hdr.state_size = 2 * PAGE;
+	im.shdr.state_size = 2 * PAGE;
+	cr_expect_eq(attach_files(&im, im.size, 2 * PAGE), 0, "2 pages");
+	image_free(&im);
+}
+
+/* ------------------------------------------------------------------ */
+/* The state header                                                    */
+/* ------------------------------------------------------------------ */
+
+Test(state, attach_rejects_bad_magic)
+{
+	WITH_IMAGE(im);
+	im.shdr.magic ^= 1;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.magic = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	/* The data magic: a data header where a state header belongs. */
+	im.shdr.magic = ZB_LAYOUT_MAGIC;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_unknown_major_version)
+{
+	WITH_IMAGE(im);
+	im.shdr.version_major = ZB_LAYOUT_MAJOR + 1;
+	cr_expect_eq(attach_image(&im), -EPROTO);
+	im.shdr.version_major = 0;
+	cr_expect_eq(attach_image(&im), -EPROTO);
+	image_free(&im);
+}
+
+Test(state, attach_accepts_newer_minor_version)
+{
+	WITH_IMAGE(im);
+	im.shdr.version_minor = ZB_LAYOUT_MINOR + 1;
+	cr_expect_eq(attach_image(&im), 0);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_small_hdr_size)
+{
+	WITH_IMAGE(im);
+	im.shdr.hdr_size = sizeof(struct zb_state_hdr) - 1;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.hdr_size = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_another_channel_id)
+{
+	WITH_IMAGE(im);
+	im.shdr.channel_id ^= 1;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.channel_id = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_state_size_not_file_size)
+{
+	WITH_IMAGE(im);
+	uint64_t real = im.shdr.state_size;
+
+	/* Larger than the file: the mapping would fault past its end. */
+	im.shdr.state_size = real + PAGE;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.state_size = real - 1;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.state_size = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.state_size = UINT64_MAX;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_state_size_not_the_data_one)
+{
+	WITH_IMAGE(im);
+	/* The state header and its file agree on two pages; the data
+	 * header says one: the two are not a pair. */
+	im.shdr.state_size = 2 * PAGE;
+	cr_expect_eq(attach_files(&im, im.size, 2 * PAGE), -EBADMSG);
+	/* Control: the same with the data header agreeing. */
+	im.hdr.state_size = 2 * PAGE;
+	cr_expect_eq(attach_files(&im, im.size, 2 * PAGE), 0);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_file_size_not_header)
+{
+	WITH_IMAGE(im);
+	/* Both headers intact on a file of another size. */
+	cr_expect_eq(attach_files(&im, im.size, im.state_size + PAGE),
+		     -EBADMSG, "one page longer");
+	cr_expect_eq(attach_files(&im, im.size, im.state_size / 2),
+		     -EBADMSG, "half a page");
+	image_free(&im);
+}
+
+Test(state, attach_rejects_misaligned_sctl_off)
+{
+	WITH_IMAGE(im);
+	/* The slots follow the sub_ctl with no gap: move them one cache
+	 * line on (a valid layout, checked below) so that a shifted sub_ctl
+	 * still ends before them and only its alignment is wrong. */
+	im.shdr.subs_off += 64;
+	cr_expect_eq(attach_image(&im), 0, "control: slots moved");
+	im.shdr.sctl_off += 8;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_sctl_overlapping_header_or_slots)
+{
+	WITH_IMAGE(im);
+	im.shdr.sctl_off = 64;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "into the header");
+	im.shdr.sctl_off = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "at 0");
+	/* Aligned, after the header, but its last line is slot 0's. */
+	im.shdr.sctl_off = im.shdr.subs_off - 64;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "into the slots");
+	image_free(&im);
+}
+
+Test(state, attach_rejects_bad_subs_off)
+{
+	WITH_IMAGE(im);
+	struct zb_state_hdr ok = im.shdr;
+
+	im.shdr.subs_off += 8;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "misaligned");
+	im.shdr = ok;
+	im.shdr.subs_off = ok.sctl_off + 64;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "overlaps the sub_ctl");
+	im.shdr = ok;
+	/* Aligned, but the 4 slots run past the one-page file. */
+	im.shdr.subs_off = PAGE - 64;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "past the end");
+	im.shdr = ok;
+	/* subs_off + max_subs * slot_size wraps if added in 32 bits. */
+	im.shdr.subs_off = UINT32_MAX - 63;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "near 2^32");
+	im.shdr = ok;
+	im.shdr.subs_off += 64;
+	cr_expect_eq(attach_image(&im), 0, "control: moved one line on");
+	image_free(&im);
+}
+
+Test(state, attach_rejects_max_subs_not_the_data_one)
+{
+	WITH_IMAGE(im);
+	/* Fewer slots than the data header advertises would let a
+	 * subscriber index past the state segment; more, a producer miss
+	 * some when it wakes sleepers. */
+	im.shdr.max_subs = 3;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "3");
+	im.shdr.max_subs = 5;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "5");
+	im.shdr.max_subs = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG, "0");
+	image_free(&im);
+}
+
+Test(state, attach_rejects_wrong_slot_size)
+{
+	WITH_IMAGE(im);
+	im.shdr.slot_size = sizeof(struct zb_sub_slot) / 2;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.slot_size = sizeof(struct zb_sub_slot) * 2;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	im.shdr.slot_size = 0;
+	cr_expect_eq(attach_image(&im), -EBADMSG);
+	image_free(&im);
+}
+
+Test(state, attach_rejects_file_shorter_than_slots)
+{
+	/*
+	 * 256 slots end at 33024 bytes, in the ninth page. Say 8 pages in
+	 * both headers and make the file 8 pages: sizes agree everywhere
+	 * and stay within the bounds, so only the check that the slots end
+	 * inside the file can refuse.
+	 */
+	struct zbus_channel_opts o = { .max_msg_size = 1024,
+				       .ring_capacity = 16,
+				       .max_subscribers = 256 };
+	struct image big;
+	uint64_t end;
+
+	image_load(&big, &o);
+	end = big.shdr.subs_off + 256ull * sizeof(struct zb_sub_slot);
+	cr_assert_gt(end, 8 * PAGE);
+	cr_assert_leq(end, big.state_size);
+	big.hdr.state_size = 8 * PAGE;
+	big.shdr.state_size = 8 * PAGE;
+	cr_expect_eq(attach_files(&big, big.size, 8 * PAGE), -EBADMSG);
+	image_free(&big);
+}
+
+/* ------------------------------------------------------------------ */
+/* Which memfd is which                                                */
+/* ------------------------------------------------------------------ */
+
+Test(state, attach_rejects_swapped_memfds)
+{
+	struct zbus_channel *ch = NULL, *att = NULL;
+	int fd, sfd;
+
+	cr_assert_eq(zbus_channel_create("seg-swap", &small_opts, &ch), 0);
+	fd = zbus_channel_fd(ch);
+	sfd = zbus_channel_state_fd(ch);
+	/* Both are sealed memfds of this channel: only the magic of each
+	 * header tells them apart. */
+	cr_expect_eq(zbus_channel_attach_dup(sfd, fd, &att), -EBADMSG,
+		     "swapped");
+	cr_expect_eq(zbus_channel_attach_dup(fd, fd, &att), -EBADMSG,
+		     "data twice");
+	cr_expect_eq(zbus_channel_attach_dup(sfd, sfd, &att), -EBADMSG,
+		     "state twice");
+	cr_assert_null(att);
+	zbus_channel_free(ch);
+}
+
+Test(state, attach_rejects_state_of_another_channel)
+{
+	struct zbus_channel *a = NULL, *b = NULL, *att = NULL;
+
+	/* Same options, so the same geometry: only channel_id differs. */
+	cr_assert_eq(zbus_channel_create("seg-pair-a", &small_opts, &a), 0);
+	cr_assert_eq(zbus_channel_create("seg-pair-b", &small_opts, &b), 0);
+	cr_expect_eq(zbus_channel_attach_dup(zbus_channel_fd(a),
+					     zbus_channel_state_fd(b), &att),
+		     -EBADMSG);
+	cr_assert_null(att);
+	zbus_channel_free(b);
+	zbus_channel_free(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* Read-only data, writable state                                      */
+/* ------------------------------------------------------------------ */
+
+Test(readonly, state_memfd_opened_read_only_is_refused)
+{
+	struct zbus_channel *ch = NULL, *att = NULL;
+	int sfd;
+
+	cr_assert_eq(zbus_channel_create("seg-ro-state", &small_opts, &ch),
+		     0);
+	/* Every subscriber writes its slot: a read-only state memfd could
+	 * only be mapped to fault at the first zbus_sub_new(). */
+	sfd = reopen(zbus_channel_state_fd(ch), O_RDONLY);
+	cr_expect_eq(zbus_channel_attach_dup(zbus_channel_fd(ch), sfd, &att),
+		     -EACCES);
+	cr_assert_null(att);
+	close(sfd);
+	zbus_channel_free(ch);
+}
+
+Test(readonly, state_memfd_sealed_against_writes_is_refused)
+{
+	WITH_IMAGE(im);
+	cr_expect_eq(attach_sealed(&im, all_seals,
+				   all_seals | F_SEAL_FUTURE_WRITE),
+		     -EACCES, "F_SEAL_FUTURE_WRITE");
+	cr_expect_eq(attach_sealed(&im, all_seals, all_seals | F_SEAL_WRITE),
+		     -EACCES, "F_SEAL_WRITE");
+	image_free(&im);
+}
+
+/* Whether writing to @ch's data mapping kills a child with SIGSEGV. */
+static int write_faults(const struct zbus_channel *ch)
+{
+	int st;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		volatile uint8_t *p = ch->seg.base;
+
+		/* The default action, not a sanitizer's handler that would
+		 * report and exit instead. The byte written is the one
+		 * already there: a wrongly writable mapping stays intact. */
+		signal(SIGSEGV, SIG_DFL);
+		*p = *p;
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
+}
+
+Test(readonly, data_fd_opened_read_only_attaches_read_only)
+{
+	struct zbus_channel *ch = NULL, *ro = NULL;
+	struct zbus_channel_info info;
+	struct zbus_pub *pub = NULL;
+	int fd;
+
+	cr_assert_eq(zbus_channel_create("seg-ro-data", &small_opts, &ch), 0);
+	fd = reopen(zbus_channel_fd(ch), O_RDONLY);
+	cr_assert_eq(zbus_channel_attach_dup(fd, zbus_channel_state_fd(ch),
+					     &ro),
+		     0);
+	close(fd);
+	cr_assert_eq(zbus_channel_info(ro, &info), 0);
+	cr_expect_eq(info.flags, ZBUS_CHANNEL_READ_ONLY, "flags 0x%x",
+		     info.flags);
+	cr_expect_eq(zbus_pub_new(ro, NULL, &pub), -EACCES);
+	cr_expect_null(pub);
+	/* It can still subscribe, and receives what the creator sends. */
+	round_trip(ch, ro, "to a read-only subscriber");
+	cr_expect(write_faults(ro), "the data mapping is writable");
+	zbus_channel_free(ro);
+	zbus_channel_free(ch);
+}
+
+Test(readonly, seal_writers_leaves_only_the_creator_writing)
+{
+	struct zbus_channel_opts o = small_opts;
+	struct zbus_channel *ch = NULL, *att = NULL;
+	struct zbus_channel_info info;
+	struct zbus_pub *pub = NULL;
+	int fd, fd2, seals;
+	void *m;
+
+	o.flags = ZBUS_CHANNEL_SEAL_WRITERS;
+	cr_assert_eq(zbus_channel_create("seg-sealed", &o, &ch), 0);
+	cr_assert_eq(zbus_channel_info(ch, &info), 0);
+	cr_expect_eq(info.flags, ZBUS_CHANNEL_SEAL_WRITERS, "creator 0x%x",
+		     info.flags);
+	seals = fcntl(zbus_channel_fd(ch), F_GET_SEALS);
+	cr_expect(seals & F_SEAL_FUTURE_WRITE, "data seals 0x%x", seals);
+	seals = fcntl(zbus_channel_state_fd(ch), F_GET_SEALS);
+	cr_expect_eq(seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE), 0,
+		     "state seals 0x%x", seals);
+
+	/* A duplicate of the creator's own read-write fd: the seal, not
+	 * the access mode, is what makes it read-only. */
+	fd = fcntl(zbus_channel_fd(ch), F_DUPFD_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	cr_assert_eq(zbus_channel_attach_dup(fd, zbus_channel_state_fd(ch),
+					     &att),
+		     0);
+	cr_assert_eq(zbus_channel_info(att, &info), 0);
+	cr_expect_eq(info.flags,
+		     ZBUS_CHANNEL_SEAL_WRITERS | ZBUS_CHANNEL_READ_ONLY,
+		     "attacher 0x%x", info.flags);
+	cr_expect_eq(zbus_pub_new(att, NULL, &pub), -EACCES);
+	cr_expect_null(pub);
+	round_trip(ch, att, "from the only writer");
+
+	/* Nor can anyone holding the fd get around attach: no new shared
+	 * writable mapping, no write, no hole punched under readers. The
+	 * seal is the inode's: a reopen through /proc changes nothing. */
+	fd2 = reopen(fd, O_RDWR);
+	for (int i = 0; i < 2; i++) {
+		int f = i ? fd2 : fd;
+
+		errno = 0;
+		m = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+		cr_expect_eq(m, MAP_FAILED, "fd %d: writable mapping", i);
+		cr_expect_eq(errno, EPERM);
+		if (m != MAP_FAILED)
+			munmap(m, PAGE);
+		errno = 0;
+		cr_expect_eq(pwrite(f, "x", 1, 0), -1, "fd %d: pwrite", i);
+		cr_expect_eq(errno, EPERM);
+		errno = 0;
+		cr_expect_eq(fallocate(f, FALLOC_FL_PUNCH_HOLE |
+						  FALLOC_FL_KEEP_SIZE,
+				       0, PAGE),
+			     -1, "fd %d: hole punched", i);
+		cr_expect_eq(errno, EPERM);
+	}
+	close(fd2);
+	close(fd);
+	zbus_channel_free(att);
+	zbus_channel_free(ch);
+}
+
+Test(readonly, data_sealed_against_writes_attaches_read_only)
 {
 	WITH_IMAGE(im);
 	struct zbus_channel *ch = NULL;
-	int fd = memfd_with(im.buf, im.size, im.size, MFD_ALLOW_SEALING, 0);
-	int r = zbus_channel_attach_dup(fd, &ch);
+	struct zbus_channel_info info;
+	struct zbus_pub *pub = NULL;
+	int fd = data_memfd(&im, im.size, all_seals | F_SEAL_WRITE);
+	int sfd = state_memfd(&im, im.state_size, all_seals);
 
-	/* Unsealed, a peer could truncate it under our mapping: SIGBUS. */
-	cr_expect_eq(r, -EPERM, "unsealed memfd: got %d (%s)", r,
-		     zbus_strerror(r));
-	if (r == 0)
-		zbus_channel_free(ch);
+	/* A peer's copy, sealed by the peer: attach must map it read-only
+	 * rather than fail on a writable mapping the seal forbids. */
+	cr_assert_eq(zbus_channel_attach_dup(fd, sfd, &ch), 0);
+	cr_assert_eq(zbus_channel_info(ch, &info), 0);
+	cr_expect_eq(info.flags,
+		     ZBUS_CHANNEL_SEAL_WRITERS | ZBUS_CHANNEL_READ_ONLY,
+		     "flags 0x%x", info.flags);
+	cr_expect_eq(zbus_pub_new(ch, NULL, &pub), -EACCES);
+	zbus_channel_free(ch);
 	close(fd);
+	close(sfd);
+	image_free(&im);
+}
+
+/* ------------------------------------------------------------------ */
+/* The fds themselves                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * zbus.h: "-EINVAL if an fd is not a memfd; -EPERM if one lacks the grow,
+ * shrink or seal seals". A memfd is refused with -EPERM as soon as any one
+ * of the three is missing, on either side: without them a peer could
+ * truncate the file under our mapping (SIGBUS) or add seals of its own
+ * later. Each case is tried as the data memfd and as the state memfd.
+ */
+static void expect_seals_refused(const struct image *im, int seals,
+				 const char *what)
+{
+	int r = attach_sealed(im, seals, all_seals);
+
+	cr_expect_eq(r, -EPERM, "data %s: got %d (%s)", what, r,
+		     zbus_strerror(r));
+	r = attach_sealed(im, all_seals, seals);
+	cr_expect_eq(r, -EPERM, "state %s: got %d (%s)", what, r,
+		     zbus_strerror(r));
+}
+
+Test(segment, attach_rejects_unsealed_memfd)
+{
+	WITH_IMAGE(im);
+	/* Unsealed, a peer could truncate it under our mapping: SIGBUS. */
+	expect_seals_refused(&im, 0, "unsealed");
 	image_free(&im);
 }
 
 Test(segment, attach_rejects_shrink_only_seal)
 {
 	WITH_IMAGE(im);
-	struct zbus_channel *ch = NULL;
-	int fd = memfd_with(im.buf, im.size, im.size, MFD_ALLOW_SEALING,
-			    F_SEAL_SHRINK);
-	int r = zbus_channel_attach_dup(fd, &ch);
-
 	/* It can still grow, and then no later attach passes the size
 	 * check: one peer could lock everybody else out. */
-	cr_expect_eq(r, -EPERM, "shrink-only sealed memfd: got %d (%s)", r,
-		     zbus_strerror(r));
-	if (r == 0)
-		zbus_channel_free(ch);
-	close(fd);
+	expect_seals_refused(&im, F_SEAL_SHRINK, "shrink-only");
 	image_free(&im);
 }
 
 Test(segment, attach_rejects_grow_shrink_without_seal_seal)
 {
 	WITH_IMAGE(im);
-	struct zbus_channel *ch = NULL;
-	int fd = memfd_with(im.buf, im.size, im.size, MFD_ALLOW_SEALING,
-			    F_SEAL_SHRINK | F_SEAL_GROW);
-	int r = zbus_channel_attach_dup(fd, &ch);
-
 	/* Without F_SEAL_SEAL a peer could still add F_SEAL_FUTURE_WRITE
 	 * and stop every later attacher from mapping the ring writable. */
-	cr_expect_eq(r, -EPERM, "got %d (%s)", r, zbus_strerror(r));
-	if (r == 0)
-		zbus_channel_free(ch);
-	close(fd);
+	expect_seals_refused(&im, F_SEAL_SHRINK | F_SEAL_GROW, "no F_SEAL_SEAL");
 	image_free(&im);
 }
 
 Test(segment, attach_rejects_memfd_without_allow_sealing)
 {
 	WITH_IMAGE(im);
-	struct zbus_channel *ch = NULL;
 	/* Such a memfd reports only F_SEAL_SEAL: it can still shrink. */
 	int fd = memfd_with(im.buf, im.size, im.size, 0, 0);
-	int r;
+	int sfd = memfd_with(im.state, im.state_size, im.state_size, 0, 0);
 
 	cr_assert_eq(fcntl(fd, F_GET_SEALS), F_SEAL_SEAL);
-	r = zbus_channel_attach_dup(fd, &ch);
-	cr_expect_eq(r, -EPERM, "got %d (%s)", r, zbus_strerror(r));
-	if (r == 0)
-		zbus_channel_free(ch);
-	close(fd);
+	cr_expect_eq(attach_consume(fd, state_memfd(&im, im.state_size,
+						    all_seals)),
+		     -EPERM, "data");
+	cr_expect_eq(attach_consume(data_memfd(&im, im.size, all_seals), sfd),
+		     -EPERM, "state");
 	image_free(&im);
+}
+
+/*
+ * @bad in place of each memfd of a real channel in turn: it must be
+ * refused with @want either way. The other fd stays valid, so that @bad
+ * is what refuses.
+ */
+static void expect_fd_refused(int bad, int want, const char *what)
+{
+	struct zbus_channel *real = NULL, *ch = NULL;
+	int r;
+
+	cr_assert_eq(zbus_channel_create("seg-bad-fd", &small_opts, &real),
+		     0);
+	r = zbus_channel_attach_dup(bad, zbus_channel_state_fd(real), &ch);
+	cr_expect_eq(r, want, "%s as data: %d", what, r);
+	r = zbus_channel_attach_dup(zbus_channel_fd(real), bad, &ch);
+	cr_expect_eq(r, want, "%s as state: %d", what, r);
+	cr_assert_null(ch);
+	zbus_channel_free(real);
 }
 
 Test(segment, attach_rejects_pipe)
 {
-	struct zbus_channel *ch = NULL;
 	int p[2];
 
 	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-	cr_expect_eq(zbus_channel_attach_dup(p[0], &ch), -EINVAL);
-	cr_expect_eq(zbus_channel_attach_dup(p[1], &ch), -EINVAL);
+	expect_fd_refused(p[0], -EINVAL, "read end");
+	expect_fd_refused(p[1], -EINVAL, "write end");
 	close(p[0]);
 	close(p[1]);
 }
@@ -637,42 +1233,45 @@ Test(segment, attach_rejects_pipe)
 Test(segment, attach_rejects_regular_file)
 {
 	WITH_IMAGE(im);
-	struct zbus_channel *ch = NULL;
-	FILE *f = tmpfile();
+	FILE *f = tmpfile(), *sf = tmpfile();
 
 	cr_assert_not_null(f);
-	/* A perfect copy of a segment, on disk: still not a memfd. */
+	cr_assert_not_null(sf);
+	/* A perfect copy of each segment, on disk: still not a memfd. */
 	cr_assert_eq(fwrite(im.buf, 1, im.size, f), im.size);
+	cr_assert_eq(fwrite(im.state, 1, im.state_size, sf), im.state_size);
 	cr_assert_eq(fflush(f), 0);
-	cr_expect_eq(zbus_channel_attach_dup(fileno(f), &ch), -EINVAL);
+	cr_assert_eq(fflush(sf), 0);
+	expect_fd_refused(fileno(f), -EINVAL, "data on disk");
+	expect_fd_refused(fileno(sf), -EINVAL, "state on disk");
 	fclose(f);
+	fclose(sf);
 	image_free(&im);
 }
 
 Test(segment, attach_rejects_socket)
 {
-	struct zbus_channel *ch = NULL;
 	int sv[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
 		     0);
-	cr_expect_eq(zbus_channel_attach_dup(sv[0], &ch), -EINVAL);
+	expect_fd_refused(sv[0], -EINVAL, "socket");
 	close(sv[0]);
 	close(sv[1]);
 }
 
 Test(segment, attach_rejects_bad_fd)
 {
-	struct zbus_channel *ch = NULL;
 	int fd;
 
-	cr_expect_eq(zbus_channel_attach_dup(-1, &ch), -EBADF);
-	cr_expect_eq(zbus_channel_attach_dup(INT_MIN, &ch), -EBADF);
-	/* A closed descriptor number. */
-	fd = dup(STDERR_FILENO);
+	expect_fd_refused(-1, -EBADF, "-1");
+	expect_fd_refused(INT_MIN, -EBADF, "INT_MIN");
+	/* A closed descriptor number, high enough that the channel
+	 * expect_fd_refused() creates does not reuse it. */
+	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 1000);
 	cr_assert_geq(fd, 0);
 	close(fd);
-	cr_expect_eq(zbus_channel_attach_dup(fd, &ch), -EBADF);
+	expect_fd_refused(fd, -EBADF, "closed");
 }
 
 Test(segment, attach_rejects_null_out)
@@ -680,30 +1279,34 @@ Test(segment, attach_rejects_null_out)
 	struct zbus_channel *ch = NULL;
 
 	cr_assert_eq(zbus_channel_create("seg-null", &small_opts, &ch), 0);
-	cr_expect_eq(zbus_channel_attach_dup(zbus_channel_fd(ch), NULL),
+	cr_expect_eq(zbus_channel_attach_dup(zbus_channel_fd(ch),
+					     zbus_channel_state_fd(ch), NULL),
 		     -EINVAL);
 	zbus_channel_free(ch);
 }
 
 Test(segment, attach_rejects_empty_memfd)
 {
-	struct zbus_channel *ch = NULL;
 	int fd = memfd_with(NULL, 0, 0, MFD_ALLOW_SEALING, all_seals);
 
-	cr_expect_eq(zbus_channel_attach_dup(fd, &ch), -EBADMSG);
+	expect_fd_refused(fd, -EBADMSG, "empty");
 	close(fd);
 }
 
 Test(segment, attach_rejects_memfd_smaller_than_header)
 {
 	WITH_IMAGE(im);
-	struct zbus_channel *ch = NULL;
 	/* The first 100 bytes of a real header: magic and version are
 	 * right, the rest is missing. */
 	int fd = memfd_with(im.buf, 100, 100, MFD_ALLOW_SEALING, all_seals);
+	int sfd = memfd_with(im.state, 100, 100, MFD_ALLOW_SEALING,
+			     all_seals);
 
-	cr_expect_eq(zbus_channel_attach_dup(fd, &ch), -EBADMSG);
-	close(fd);
+	cr_expect_eq(attach_consume(fd, state_memfd(&im, im.state_size,
+						    all_seals)),
+		     -EBADMSG, "data");
+	cr_expect_eq(attach_consume(data_memfd(&im, im.size, all_seals), sfd),
+		     -EBADMSG, "state");
 	image_free(&im);
 }
 
@@ -733,7 +1336,9 @@ Test(segment, attach_of_creator_fd_matches_created_geometry)
 	uint64_t want_min;
 
 	cr_assert_eq(zbus_channel_create("seg-geom", &o, &a), 0);
-	cr_assert_eq(zbus_channel_attach_dup(zbus_channel_fd(a), &b), 0);
+	cr_assert_eq(zbus_channel_attach_dup(zbus_channel_fd(a),
+					     zbus_channel_state_fd(a), &b),
+		     0);
 	cr_assert_eq(zbus_channel_info(a, &ia), 0);
 	cr_assert_eq(zbus_channel_info(b, &ib), 0);
 
@@ -757,6 +1362,11 @@ Test(segment, attach_of_creator_fd_matches_created_geometry)
 	cr_assert_eq(fstat(zbus_channel_fd(a), &st), 0);
 	cr_expect_eq(ia.segment_bytes, (uint64_t)st.st_size);
 	cr_expect_geq(ia.segment_bytes, ia.arena_bytes);
+	/* The state holds its header, sub_ctl and 3 slots, in pages. */
+	cr_assert_eq(fstat(zbus_channel_state_fd(a), &st), 0);
+	cr_expect_eq(ia.state_bytes, (uint64_t)st.st_size);
+	cr_expect_eq(ia.state_bytes, PAGE);
+	cr_expect_eq(ia.flags, 0, "neither sealed nor read-only");
 
 	/* The attacher sees exactly what the creator made. */
 	cr_expect_eq(memcmp(&ia, &ib, sizeof(ia)), 0);
@@ -810,30 +1420,39 @@ Test(segment, create_defaults_and_explicit_arena)
 	ch = zbus_channel_free(ch);
 }
 
-Test(segment, attach_duplicates_the_fd)
+Test(segment, attach_duplicates_the_fds)
 {
 	struct zbus_channel *creator = NULL, *ch = NULL;
-	int fd, afd, flags;
+	int fds[2], afds[2];
 
 	cr_assert_eq(zbus_channel_create("seg-dup", &small_opts, &creator),
 		     0);
-	/* Our own copy of the fd, so that we may close it. */
-	fd = fcntl(zbus_channel_fd(creator), F_DUPFD_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(zbus_channel_attach_dup(fd, &ch), 0);
-	afd = zbus_channel_fd(ch);
-	cr_expect_geq(afd, 0);
-	cr_expect_neq(afd, fd, "the channel must own a duplicate");
-	flags = fcntl(afd, F_GETFD);
-	cr_expect_geq(flags, 0);
-	cr_expect(flags & FD_CLOEXEC, "duplicate must be CLOEXEC");
+	/* Our own copies of the fds, so that we may close them. */
+	fds[0] = fcntl(zbus_channel_fd(creator), F_DUPFD_CLOEXEC, 0);
+	fds[1] = fcntl(zbus_channel_state_fd(creator), F_DUPFD_CLOEXEC, 0);
+	cr_assert_geq(fds[0], 0);
+	cr_assert_geq(fds[1], 0);
+	cr_assert_eq(zbus_channel_attach_dup(fds[0], fds[1], &ch), 0);
+	afds[0] = zbus_channel_fd(ch);
+	afds[1] = zbus_channel_state_fd(ch);
+	for (int i = 0; i < 2; i++) {
+		int flags = fcntl(afds[i], F_GETFD);
 
-	/* The caller keeps @fd: closing it, and dropping the creator too,
-	 * must leave the attached channel fully usable. */
-	cr_assert_eq(close(fd), 0);
+		cr_expect_geq(afds[i], 0);
+		cr_expect_neq(afds[i], fds[i], "the channel must own a "
+			      "duplicate of fd %d", i);
+		cr_expect_geq(flags, 0);
+		cr_expect(flags & FD_CLOEXEC, "duplicate %d not CLOEXEC", i);
+	}
+
+	/* The caller keeps its fds: closing them, and dropping the creator
+	 * too, must leave the attached channel fully usable. */
+	cr_assert_eq(close(fds[0]), 0);
+	cr_assert_eq(close(fds[1]), 0);
 	creator = zbus_channel_free(creator);
-	cr_expect_eq(fcntl(afd, F_GET_SEALS) & all_seals, all_seals);
-	round_trip(ch, ch, "after the original fd is gone");
+	cr_expect_eq(fcntl(afds[0], F_GET_SEALS) & all_seals, all_seals);
+	cr_expect_eq(fcntl(afds[1], F_GET_SEALS) & all_seals, all_seals);
+	round_trip(ch, ch, "after the original fds are gone");
 	zbus_channel_free(ch);
 }
 
@@ -853,13 +1472,29 @@ static int create_rc(const struct zbus_channel_opts *o)
 
 Test(create, rejects_nonzero_reserved_fields)
 {
-	struct zbus_channel_opts o = { 0 };
+	struct zbus_channel_opts o = { .reserved0 = 1u << 31 };
+	size_t n = sizeof(o.reserved) / sizeof(o.reserved[0]);
 
-	for (int i = 0; i < 4; i++) {
+	cr_expect_eq(create_rc(&o), -EINVAL, "reserved0");
+	for (size_t i = 0; i < n; i++) {
 		o = (struct zbus_channel_opts){ 0 };
 		o.reserved[i] = 1ull << 40;
-		cr_expect_eq(create_rc(&o), -EINVAL, "reserved[%d]", i);
+		cr_expect_eq(create_rc(&o), -EINVAL, "reserved[%zu]", i);
 	}
+}
+
+Test(create, rejects_unknown_flags)
+{
+	struct zbus_channel_opts o = { .flags = 1u << 31 };
+
+	cr_expect_eq(create_rc(&o), -EINVAL, "bit 31");
+	/* READ_ONLY is what info reports of an attach, not an option. */
+	o.flags = ZBUS_CHANNEL_READ_ONLY;
+	cr_expect_eq(create_rc(&o), -EINVAL, "READ_ONLY");
+	o.flags = ZBUS_CHANNEL_SEAL_WRITERS | 4;
+	cr_expect_eq(create_rc(&o), -EINVAL, "SEAL_WRITERS | 4");
+	o.flags = ZBUS_CHANNEL_SEAL_WRITERS;
+	cr_expect_eq(create_rc(&o), 0, "SEAL_WRITERS");
 }
 
 Test(create, rejects_max_msg_over_1gib)
@@ -910,61 +1545,69 @@ Test(create, rejects_null_out)
 	cr_expect_eq(zbus_channel_create("seg-null", NULL, NULL), -EINVAL);
 }
 
-Test(create, memfd_is_sealed)
+Test(create, memfds_are_sealed)
 {
 	struct zbus_channel *ch = NULL;
-	char path[64];
-	int fd, fd2, seals;
-	off_t size;
+	int fds[2];
 
 	cr_assert_eq(zbus_channel_create("seg-seal", &small_opts, &ch), 0);
-	fd = zbus_channel_fd(ch);
-	seals = fcntl(fd, F_GET_SEALS);
-	cr_assert_geq(seals, 0);
-	cr_expect_eq(seals & all_seals, all_seals, "seals 0x%x", seals);
-	size = lseek(fd, 0, SEEK_END);
+	fds[0] = zbus_channel_fd(ch);
+	fds[1] = zbus_channel_state_fd(ch);
+	for (int i = 0; i < 2; i++) {
+		int fd = fds[i], fd2, seals = fcntl(fd, F_GET_SEALS);
+		off_t size;
 
-	/* The creator's own fd cannot change the size either way... */
-	errno = 0;
-	cr_expect_eq(ftruncate(fd, size / 2), -1);
-	cr_expect_eq(errno, EPERM);
-	errno = 0;
-	cr_expect_eq(ftruncate(fd, size * 2), -1);
-	cr_expect_eq(errno, EPERM);
-	/* ...nor lift a seal (F_SEAL_SEAL). */
-	errno = 0;
-	cr_expect_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), -1);
-	cr_expect_eq(errno, EPERM);
+		cr_assert_geq(seals, 0);
+		cr_expect_eq(seals & all_seals, all_seals, "fd %d seals 0x%x",
+			     i, seals);
+		/* Without ZBUS_CHANNEL_SEAL_WRITERS anyone may publish. */
+		cr_expect_eq(seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE), 0,
+			     "fd %d seals 0x%x", i, seals);
+		size = lseek(fd, 0, SEEK_END);
 
-	/*
-	 * FIELD-NOTES: a receiver can reopen /proc/self/fd/N read-write,
-	 * whatever mode the fd came with. Only the seals stop it, since they
-	 * belong to the inode, not to the open file.
-	 */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	fd2 = open(path, O_RDWR | O_CLOEXEC);
-	cr_assert_geq(fd2, 0, "reopen %s: %s", path, strerror(errno));
-	errno = 0;
-	cr_expect_eq(ftruncate(fd2, 0), -1);
-	cr_expect_eq(errno, EPERM);
-	errno = 0;
-	cr_expect_eq(ftruncate(fd2, size + PAGE), -1);
-	cr_expect_eq(errno, EPERM);
-	cr_expect_eq(lseek(fd2, 0, SEEK_END), size);
-	close(fd2);
+		/* The creator's own fd cannot change the size either
+		 * way... */
+		errno = 0;
+		cr_expect_eq(ftruncate(fd, size / 2), -1);
+		cr_expect_eq(errno, EPERM);
+		errno = 0;
+		cr_expect_eq(ftruncate(fd, size * 2), -1);
+		cr_expect_eq(errno, EPERM);
+		/* ...nor lift a seal (F_SEAL_SEAL). */
+		errno = 0;
+		cr_expect_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), -1);
+		cr_expect_eq(errno, EPERM);
+
+		/*
+		 * FIELD-NOTES: a receiver can reopen /proc/self/fd/N
+		 * read-write, whatever mode the fd came with. Only the seals
+		 * stop it, since they belong to the inode, not to the open
+		 * file.
+		 */
+		fd2 = reopen(fd, O_RDWR);
+		errno = 0;
+		cr_expect_eq(ftruncate(fd2, 0), -1);
+		cr_expect_eq(errno, EPERM);
+		errno = 0;
+		cr_expect_eq(ftruncate(fd2, size + PAGE), -1);
+		cr_expect_eq(errno, EPERM);
+		cr_expect_eq(lseek(fd2, 0, SEEK_END), size);
+		close(fd2);
+	}
 	zbus_channel_free(ch);
 }
 
 /* ------------------------------------------------------------------ */
-/* Passing the fd to another process                                   */
+/* Passing the fds to another process                                 */
 /* ------------------------------------------------------------------ */
 
-static int send_fd(int sock, int fd)
+/* Both memfds in one message, as a broker sends them. */
+static int send_fds(int sock, const int fds[2])
 {
 	char byte = 'c';
 	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
@@ -976,35 +1619,34 @@ static int send_fd(int sock, int fd)
 	c = CMSG_FIRSTHDR(&mh);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, 2 * sizeof(int));
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
-/* Return: the received fd, or -1. Runs in the child: no assertions. */
-static int recv_fd(int sock)
+/* Return: 0 and @fds filled, or -1. Runs in the child: no assertions. */
+static int recv_fds(int sock, int fds[2])
 {
 	char byte;
 	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	struct cmsghdr *c;
-	int fd;
 
 	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1 ||
 	    (mh.msg_flags & MSG_CTRUNC))
 		return -1;
 	c = CMSG_FIRSTHDR(&mh);
 	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
 		return -1;
-	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
+	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+	return 0;
 }
 
 /* The child: attach what arrives on @sock, publish one message. Exit
@@ -1015,13 +1657,14 @@ static int child_main(int sock)
 	struct zbus_channel *ch = NULL;
 	struct zbus_pub *pub = NULL;
 	static const char msg[] = "hello from the child";
-	int fd = recv_fd(sock);
+	int fds[2];
 
-	if (fd < 0)
+	if (recv_fds(sock, fds) < 0)
 		return 10;
-	if (zbus_channel_attach_dup(fd, &ch) != 0)
+	if (zbus_channel_attach_dup(fds[0], fds[1], &ch) != 0)
 		return 11;
-	close(fd);
+	close(fds[0]);
+	close(fds[1]);
 	if (zbus_pub_new(ch, &po, &pub) != 0)
 		return 12;
 	if (zbus_pub_send(pub, msg, sizeof(msg)) != 0)
@@ -1031,21 +1674,21 @@ static int child_main(int sock)
 	return 0;
 }
 
-Test(segment, child_attaches_fd_passed_by_scm_rights)
+Test(segment, child_attaches_fds_passed_by_scm_rights)
 {
 	struct zbus_sub_opts so = { .policy = ZBUS_RELIABLE };
 	struct zbus_channel *ch = NULL;
 	struct zbus_sub *sub = NULL;
 	struct zbus_msg info;
 	char buf[64] = { 0 };
-	int sv[2], r;
+	int sv[2], fds[2], r;
 	pid_t pid;
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
 				sv),
 		     0);
 	/* Fork before the channel exists: the child can only know it
-	 * through the fd it receives, as an unrelated process would. */
+	 * through the fds it receives, as an unrelated process would. */
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
@@ -1057,7 +1700,9 @@ Test(segment, child_attaches_fd_passed_by_scm_rights)
 	cr_assert_eq(zbus_channel_create("seg-scm", &small_opts, &ch), 0);
 	/* Subscribe first: a subscription sees only later messages. */
 	cr_assert_eq(zbus_sub_new(ch, &so, &sub), 0);
-	cr_assert_eq(send_fd(sv[0], zbus_channel_fd(ch)), 0);
+	fds[0] = zbus_channel_fd(ch);
+	fds[1] = zbus_channel_state_fd(ch);
+	cr_assert_eq(send_fds(sv[0], fds), 0);
 
 	r = zbus_sub_recv(sub, buf, sizeof(buf), &info, 10000);
 	cr_expect_eq(r, (int)sizeof("hello from the child"), "recv: %d (%s)",
@@ -1092,7 +1737,7 @@ Test(error, strerror_covers_every_attach_and_create_code)
 	static const int codes[] = { 0,	      -EBADMSG, -EPROTO, -EPERM,
 				     -EINVAL, -EBADF,   -ENOMEM, -EMFILE,
 				     -ENFILE, -EAGAIN,  -ETIMEDOUT,
-				     -EMSGSIZE, -ENOSPC, -ESTALE };
+				     -EMSGSIZE, -ENOSPC, -ESTALE, -EACCES };
 
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		expect_readable(codes[i]);
@@ -1122,9 +1767,9 @@ Test(testutil, leak_check_fires)
 	close(fd);
 	cr_expect_eq(tu_leak_delta(), 0);
 
-	/* A forgotten channel is one fd and one zbus mapping. */
+	/* A forgotten channel is two fds and two zbus mappings. */
 	cr_assert_eq(zbus_channel_create("seg-leak", &small_opts, &ch), 0);
-	cr_expect_eq(tu_leak_delta(), 2);
+	cr_expect_eq(tu_leak_delta(), 4);
 	zbus_channel_free(ch);
 	cr_expect_eq(tu_leak_delta(), 0);
 }

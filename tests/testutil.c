@@ -75,7 +75,8 @@ int tu_count_zbus_maps(void)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (strstr(line, "/memfd:zbus:"))
+		if (strstr(line, "/memfd:zbus:") ||
+		    strstr(line, "/memfd:zbus-state:"))
 			n++;
 	fclose(f);
 	return n;
@@ -94,28 +95,40 @@ int tu_leak_delta(void)
 }
 
 int tu_segment_copy(const struct zbus_channel_opts *o, uint8_t **buf,
-		    size_t *size)
+		    size_t *size, uint8_t **state, size_t *state_size)
 {
 	struct zbus_channel *ch = NULL;
-	struct stat st;
-	int r, fd;
+	uint8_t **bufs[2] = { buf, state };
+	size_t *sizes[2] = { size, state_size };
+	int fds[2], r;
 
+	*buf = *state = NULL;
 	r = zbus_channel_create("segment-copy", o, &ch);
 	if (r < 0)
 		return r;
-	fd = zbus_channel_fd(ch);
-	r = fstat(fd, &st) < 0 ? -errno : 0;
-	if (!r) {
-		*size = (size_t)st.st_size;
-		*buf = malloc(*size);
-		if (!*buf)
-			r = -ENOMEM;
-		else if (pread(fd, *buf, *size, 0) != (ssize_t)*size)
-			r = -EIO;
-		if (r < 0) {
-			free(*buf);
-			*buf = NULL;
+	fds[0] = zbus_channel_fd(ch);
+	fds[1] = zbus_channel_state_fd(ch);
+	/* Both from one channel: each header names the channel_id and
+	 * sizes of the other, so copies of two channels never attach. */
+	for (int i = 0; i < 2 && !r; i++) {
+		struct stat st;
+
+		if (fstat(fds[i], &st) < 0) {
+			r = -errno;
+			break;
 		}
+		*sizes[i] = (size_t)st.st_size;
+		*bufs[i] = malloc(*sizes[i]);
+		if (!*bufs[i])
+			r = -ENOMEM;
+		else if (pread(fds[i], *bufs[i], *sizes[i], 0) !=
+			 (ssize_t)*sizes[i])
+			r = -EIO;
+	}
+	if (r < 0) {
+		free(*buf);
+		free(*state);
+		*buf = *state = NULL;
 	}
 	zbus_channel_free(ch);
 	return r;

@@ -16,7 +16,7 @@ int tu_count_fds(void);
 int tu_count_fds_of(pid_t pid);
 /* Number of threads of this process (/proc/self/status), or -1. */
 int tu_count_threads(void);
-/* Number of mappings of memfds whose name starts with "zbus:". */
+/* Number of mappings of channel memfds ("zbus:" and "zbus-state:"). */
 int tu_count_zbus_maps(void);
 
 /*
@@ -33,11 +33,13 @@ extern int tu_base_fds, tu_base_maps;
 struct zbus_channel_opts;
 
 /*
- * tu_segment_copy() - the bytes of a freshly created channel's segment,
- * to corrupt in tests. @buf is malloc()ed. Return: 0 or -errno.
+ * tu_segment_copy() - the bytes of both memfds of a freshly created
+ * channel, to corrupt in tests: the data segment in @buf/@size, the state
+ * segment in @state/@state_size. Both are malloc()ed and belong together
+ * (same channel_id). Return: 0 or -errno (then both are NULL).
  */
 int tu_segment_copy(const struct zbus_channel_opts *o, uint8_t **buf,
-		    size_t *size);
+		    size_t *size, uint8_t **state, size_t *state_size);
 /*
  * tu_sealed_memfd() - a memfd named "zbus:@name" (so the mapping leak
  * check counts what is attached from it) of @file_size bytes, starting

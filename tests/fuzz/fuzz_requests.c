@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		Zbusctl__Reply *rep;
 		uint8_t *out;
 		size_t out_len;
-		int fd;
+		struct zb_fds fds, none = { .n = 0, .fd = { -1, -1 } };
 
 		data += 2;
 		size -= 2;
@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = size;
 		struct zbd_action act;
 
-		CHECK(zbd_answer(&reg, &c, data, len, -1, &out, &out_len, &fd,
-				 &act) == 0);
+		CHECK(zbd_answer(&reg, &c, data, len, &none, &out, &out_len,
+				 &fds, &act) == 0);
 		CHECK(out_len <= ZB_CTL_MAX_RECORD);
 		rep = zbusctl__reply__unpack(NULL, out_len, out);
 		CHECK(rep);
@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		CHECK(rep->status <= 0);
 		CHECK(!rep->status || (rep->message && *rep->message));
-		CHECK(fd < 0 || rep->status == 0);
+		CHECK(fds.n == 0 || rep->status == 0);
 		zbusctl__reply__free_unpacked(rep, NULL);
 		free(out);
 		data += len;

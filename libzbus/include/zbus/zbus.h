@@ -2,8 +2,9 @@
 /*
  * zbus.h - libzbus, a zero-copy shared-memory message bus.
  *
- * A channel is one sealed memfd holding a ring of message descriptors and a
- * payload arena. Producers loan a buffer inside the arena, write the payload
+ * A channel is two sealed memfds: the data (a ring of message descriptors
+ * and a payload arena, written by producers only) and the state (the
+ * subscriptions). Producers loan a buffer inside the arena, write the payload
  * once and publish it; every subscriber reads it in place (broadcast).
  *
  * Conventions:
@@ -63,7 +64,11 @@ struct zbus_sub;
  * @arena_bytes: payload arena, rounded up to a power of two and to at least
  *               twice the aligned max_msg_size (0: max(4 × max_msg_size,
  *               ring_capacity × 256)). Bounds the bytes in flight.
- * @reserved: must be zero
+ * @flags: ZBUS_CHANNEL_SEAL_WRITERS: the creating process is the only one
+ *         that can ever publish; every other process maps the messages
+ *         read-only, whatever fd it holds (F_SEAL_FUTURE_WRITE). Needed to
+ *         hand the channel to a broker with zbus_conn_offer().
+ * @reserved0, @reserved: must be zero
  */
 struct zbus_channel_opts {
 	uint32_t max_msg_size;
@@ -71,8 +76,15 @@ struct zbus_channel_opts {
 	uint32_t max_subscribers;
 	uint32_t max_publishers;
 	uint64_t arena_bytes;
-	uint64_t reserved[4];
+	uint32_t flags;
+	uint32_t reserved0;
+	uint64_t reserved[3];
 };
+
+/* Channel flags (struct zbus_channel_opts.flags, zbus_channel_info.flags). */
+#define ZBUS_CHANNEL_SEAL_WRITERS 0x1u /* sealed: only its creator writes */
+#define ZBUS_CHANNEL_READ_ONLY 0x2u    /* info only: mapped read-only here,
+					* so no publisher can be made */
 
 /**
  * struct zbus_channel_info - geometry of an attached channel
@@ -86,16 +98,21 @@ struct zbus_channel_info {
 	uint32_t max_publishers;
 	uint64_t arena_bytes;
 	uint64_t segment_bytes;
+	uint64_t state_bytes;  /* the state memfd (subscriber slots) */
+	uint32_t flags;        /* ZBUS_CHANNEL_SEAL_WRITERS, _READ_ONLY */
+	uint32_t reserved;
 };
 
 /**
- * zbus_channel_create() - create a channel in a new sealed memfd
+ * zbus_channel_create() - create a channel in two new sealed memfds
  * @name: label shown in /proc/PID/fd and by tools (any string, may be NULL)
  * @opts: geometry, or NULL for defaults
  * @out: receives the channel
  *
- * The memfd is sealed against growing and shrinking before this returns, so
- * nobody who later maps it can make a reader fault.
+ * A channel is two memfds: the data (descriptors and payloads, written by
+ * publishers only) and the state (subscriptions, written by subscribers).
+ * Both are sealed against growing and shrinking before this returns, so
+ * nobody who later maps them can make a reader fault.
  *
  * Return: 0; -EINVAL for bad options; -ENOMEM; -EMFILE/-ENFILE; other
  * -errno from memfd_create(), ftruncate(), fcntl() or mmap().
@@ -106,28 +123,42 @@ ZBUS_EXPORT int zbus_channel_create(const char *name,
 				    struct zbus_channel **out);
 
 /**
- * zbus_channel_attach_dup() - map an existing channel from its memfd
- * @fd: the channel's memfd (as received from fork, SCM_RIGHTS, a broker);
- *      it is duplicated, the caller keeps @fd
+ * zbus_channel_attach_dup() - map an existing channel from its two memfds
+ * @data_fd: the channel's data memfd (zbus_channel_fd() of its creator,
+ *           received by fork, SCM_RIGHTS or from a broker)
+ * @state_fd: its state memfd (zbus_channel_state_fd())
  * @out: receives the channel
  *
- * Before mapping, checks that @fd is a memfd sealed with grow, shrink and
- * seal, that its size matches the header, and the header itself: magic,
- * version, features, offsets and sizes.
+ * Both fds are duplicated; the caller keeps its own. Before mapping,
+ * checks that each fd is a memfd sealed with grow, shrink and seal, that
+ * its size matches its header, the headers themselves (magic, version,
+ * features, offsets and sizes), and that the two belong to one channel.
+ * The data is mapped read-only when @data_fd was opened read-only or the
+ * channel is sealed against writers (zbus_channel_info() then reports
+ * ZBUS_CHANNEL_READ_ONLY): such a channel can be subscribed, not published.
  *
- * Return: 0; -EBADF; -EINVAL if @fd is not a memfd; -EPERM if it lacks
- * the grow, shrink or seal seals; -EBADMSG for a corrupt header or a size
- * that does not match it; -EPROTO for an incompatible
- * version or unknown feature; -ENOMEM; other -errno from mmap().
+ * Return: 0; -EBADF; -EINVAL if an fd is not a memfd; -EPERM if one lacks
+ * the grow, shrink or seal seals; -EACCES if the state memfd is not
+ * writable; -EBADMSG for a corrupt header, a size that does not match it,
+ * or memfds of two different channels; -EPROTO for an incompatible version
+ * or unknown feature; -ENOMEM; other -errno from mmap().
  * Thread-safety: any thread.
  */
-ZBUS_EXPORT int zbus_channel_attach_dup(int fd, struct zbus_channel **out);
+ZBUS_EXPORT int zbus_channel_attach_dup(int data_fd, int state_fd,
+					struct zbus_channel **out);
 
 /**
- * zbus_channel_fd() - the channel's memfd, to pass to another process
+ * zbus_channel_fd() - the channel's data memfd, to pass to another process
  * Return: the fd, still owned by @ch (do not close it).
  */
 ZBUS_EXPORT int zbus_channel_fd(const struct zbus_channel *ch);
+
+/**
+ * zbus_channel_state_fd() - the channel's state memfd, to pass along with
+ * zbus_channel_fd()
+ * Return: the fd, still owned by @ch (do not close it).
+ */
+ZBUS_EXPORT int zbus_channel_state_fd(const struct zbus_channel *ch);
 
 /**
  * zbus_channel_info() - geometry of @ch
@@ -137,7 +168,7 @@ ZBUS_EXPORT int zbus_channel_info(const struct zbus_channel *ch,
 				  struct zbus_channel_info *info);
 
 /**
- * zbus_channel_free() - unmap @ch and close its fd
+ * zbus_channel_free() - unmap @ch and close its fds
  *
  * Every publisher and subscriber made from @ch must be freed first.
  * Return: NULL.
@@ -187,7 +218,8 @@ struct zbus_loan {
  * it (zbus_conn_register_pub()) takes those loans back so that the stream
  * goes on; subscribers count them in zbus_sub_stats.reclaimed.
  *
- * Return: 0; -EINVAL; -ENOMEM; -EBUSY when ZBUS_PUB_EXCLUSIVE is asked
+ * Return: 0; -EINVAL; -ENOMEM; -EACCES when @ch is mapped read-only
+ * (ZBUS_CHANNEL_READ_ONLY); -EBUSY when ZBUS_PUB_EXCLUSIVE is asked
  * while another publisher exists, or another one holds it; -ENOSPC when
  * every publisher slot is taken.
  * Thread-safety: any thread; the publisher itself is used by one thread at
@@ -516,12 +548,41 @@ ZBUS_EXPORT int zbus_conn_create(struct zbus_conn *conn, const char *name,
 /**
  * zbus_conn_open_channel() - map an existing channel by name
  * @access: ZBUS_ACCESS_PUBLISH and/or ZBUS_ACCESS_SUBSCRIBE, checked
- *          against the channel's mode for the connection's identity
- * Return: 0; -ENOENT; -EACCES; -EINVAL; transport errors.
+ *          against the channel's mode for the connection's identity.
+ *          Without ZBUS_ACCESS_PUBLISH the broker hands the data memfd
+ *          read-only and the channel is mapped read-only
+ *          (ZBUS_CHANNEL_READ_ONLY): it can be subscribed, not published.
+ * Return: 0; -ENOENT; -EACCES (also: publishing on a sealed channel
+ * someone offered); -EINVAL; transport errors.
  */
 ZBUS_EXPORT int zbus_conn_open_channel(struct zbus_conn *conn,
 				       const char *name, uint32_t access,
 				       struct zbus_channel **out);
+
+/**
+ * zbus_conn_offer() - register under @name a channel this process made
+ * @ch: made by zbus_channel_create() with ZBUS_CHANNEL_SEAL_WRITERS, so
+ *      that this process is the only one that can ever publish on it
+ * @params: mode and default_policy as for zbus_conn_create(); its geometry
+ *          and unblock_timeout_ms must be 0 (NULL: mode 0600, reliable)
+ *
+ * The channel's memfds go to the broker, which checks them like any
+ * attacher (seals, sizes, headers, that they belong together) and also
+ * that the data memfd is sealed against new writers. Whoever opens the
+ * channel by name then maps its messages read-only: a subscriber cannot
+ * write them, whatever its uid. Opening it to publish is refused (-EACCES).
+ * @ch stays this process's own; the connection keeps duplicates of its
+ * memfds to hand a restarted broker. A sealed channel has one publisher
+ * for life: its loans are not padded if it dies (nobody could publish
+ * after them).
+ *
+ * Return: 0; -EINVAL (bad name or params, or @ch not sealed against
+ * writers); -EEXIST; -EDQUOT; -EPERM, -EBADMSG from the broker's checks;
+ * transport errors. zbus_conn_error() explains.
+ */
+ZBUS_EXPORT int zbus_conn_offer(struct zbus_conn *conn, const char *name,
+				const struct zbus_channel_params *params,
+				struct zbus_channel *ch);
 
 /**
  * zbus_conn_delete() - remove a channel from the registry (its owner or
@@ -590,7 +651,7 @@ struct zbus_channel_stat {
 	uint32_t max_publishers;
 	uint64_t reclaimed;   /* claims of dead or stuck producers padded */
 	uint32_t unblock_timeout_ms;
-	uint32_t reserved0;
+	uint32_t flags;       /* ZBUS_CHANNEL_SEAL_WRITERS: offered, sealed */
 	uint64_t reserved[2];
 };
 
