@@ -211,7 +211,7 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub);
  * Several loans may be outstanding; consumers see messages in loan order,
  * so an old loan that is neither published nor abandoned holds them back
  * until the broker takes it back (after the channel's unblock timeout,
- * see struct zbus_channel_params). The first 14 loans outstanding at once
+ * see struct zbus_channel_params). The first 13 loans outstanding at once
  * are recorded for the broker to take back at once if the process dies;
  * any beyond wait for the timeout.
  *
@@ -557,7 +557,7 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
  * Without it, a killed publisher's open loans hold every subscriber back
  * until the channel's unblock timeout. With it, the broker watches this
  * process (a pidfd) and, when it dies, pads the loans @pub recorded (its
- * first 14 outstanding), frees its publisher slot, and for an exclusive
+ * first 13 outstanding), frees its publisher slot, and for an exclusive
  * publisher lets another one in. Subscribers count the padded messages as
  * lost (zbus_sub_stats.reclaimed). Freeing @pub normally needs nothing
  * more.
