@@ -60,9 +60,14 @@ struct zbd_saved_channel {
 	uint32_t unblock_timeout_ms;
 };
 
+struct zbd_watch;
+
 struct zbd_registry {
 	struct zbd_channel *head;
 	size_t count;
+	/* The slots watched for their process's death (watches.h): made
+	 * and freed by the event loop, read by requests. */
+	struct zbd_watch *watches;
 	uint64_t next_id;
 	uint32_t default_unblock_ms; /* --unblock-timeout */
 	struct zbd_saved_channel *pending; /* malloc()ed, npending of them */
