@@ -570,6 +570,9 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *conn,
 				       const char *name,
 				       const struct zbus_pub *pub);
 
+/* The uid in a stat of a slot whose process the broker does not watch. */
+#define ZBUS_UID_UNKNOWN 0xffffffffu
+
 /**
  * struct zbus_channel_stat - a channel as the broker sees it
  */
