@@ -107,6 +107,7 @@ void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c)
 		*p = c->next;
 		r->count--;
 		zbus_channel_free(c->ch);
+		free(c->rates); /* one block */
 		free(c);
 		return;
 	}

@@ -20,6 +20,8 @@ struct zbd_identity {
 	int ngroups;
 };
 
+struct zbd_rates;
+
 struct zbd_channel {
 	uint64_t id; /* unique for the broker's life: names can be reused */
 	char name[256];
@@ -32,6 +34,7 @@ struct zbd_channel {
 	uint32_t unblock_timeout_ms; /* as asked; 0: the registry's default */
 	struct zb_unblock unblock;   /* stuck-claim detection state */
 	uint64_t reclaimed;          /* claims padded */
+	struct zbd_rates *rates;     /* the last samples (rates.h), or NULL */
 	uint64_t created_unix_ns; /* wall clock: kept across broker restarts */
 	struct zbd_channel *next;
 };

@@ -20,6 +20,7 @@
 #include "layout.h"
 #include "live.h"
 #include "log.h"
+#include "rates.h"
 #include "segment.h"
 
 #define ZBD_STR_(x) #x
@@ -77,6 +78,7 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 	ci->subscribers = live.subscribers;
 	ci->published = live.published;
 	ci->depth = live.depth;
+	ci->publish_rate = zbd_publish_rate(c);
 	ci->reclaimed = c->reclaimed;
 	rp->r.body_case = ZBUSCTL__REPLY__BODY_CHANNEL;
 	rp->r.channel = ci;
@@ -507,6 +509,7 @@ static void subscriber_list(const struct zbd_registry *reg,
 		v[i].lag = ls->lag;
 		v[i].uid = uid_at(uids, ls->slot);
 		v[i].missed = ls->missed;
+		v[i].rate = zbd_rate_of(c, ZBD_WATCH_SUB, ls->slot, ls->word);
 		pv[i] = &v[i];
 	}
 	free(uids);
@@ -538,6 +541,8 @@ static void publisher_list(const struct zbd_registry *reg,
 		v[i].uid = uid_at(uids, live[i].slot);
 		v[i].published = live[i].published;
 		v[i].exclusive = !!(live[i].flags & ZB_PUB_SLOT_EXCLUSIVE);
+		v[i].rate = zbd_rate_of(c, ZBD_WATCH_PUB, live[i].slot,
+					live[i].word);
 		pv[i] = &v[i];
 	}
 	free(uids);

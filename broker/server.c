@@ -40,6 +40,7 @@
 #include "log.h"
 #include "live.h"
 #include "persist.h"
+#include "rates.h"
 #include "reclaim.h"
 #include "requests.h"
 #include "wait.h"
@@ -475,6 +476,25 @@ static void unblock_channels(struct zbd_server *s)
 	}
 }
 
+/* Sample every channel's counters, for its rates. */
+static void sample_rates(struct zbd_server *s, uint64_t now)
+{
+	for (struct zbd_channel *c = s->reg.head; c; c = c->next)
+		zbd_rates_sample(c, now);
+}
+
+/* Milliseconds from @now until @deadline (both in ns), rounded up. */
+static int ms_until(uint64_t deadline, uint64_t now)
+{
+	return (int)((deadline - now + 999999) / 1000000);
+}
+
+/* The sooner of two epoll timeouts (-1: none). */
+static int sooner(int a, int b)
+{
+	return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
 /*
  * Serve one record from @p. Return: 0 to go on; 1 when it has nothing
  * more; -1 when the peer was dropped (gone, oversized record, or a reply
@@ -584,8 +604,7 @@ static void read_signals(struct zbd_server *s)
 int zbd_server_run(struct zbd_server *s)
 {
 	uint8_t *buf = malloc(ZB_CTL_MAX_RECORD);
-
-	uint64_t next_tick = 0;
+	uint64_t next_tick = 0, next_sample = 0;
 
 	if (!buf)
 		return -ENOMEM;
@@ -599,19 +618,23 @@ int zbd_server_run(struct zbd_server *s)
 				unblock_channels(s);
 				next_tick = now + (uint64_t)tick * 1000000;
 			}
-			wait_ms = (int)((next_tick - now + 999999) / 1000000);
+			wait_ms = ms_until(next_tick, now);
+		}
+		if (s->reg.head) {
+			if (now >= next_sample) {
+				sample_rates(s, now);
+				next_sample = now + ZBD_RATE_INTERVAL_MS *
+							    1000000ull;
+			}
+			wait_ms = sooner(wait_ms, ms_until(next_sample, now));
 		}
 		if (s->reg.npending) {
-			int left;
-
 			if (now >= s->reg.pending_until_ns) {
 				end_recovery(s);
 				continue;
 			}
-			left = (int)((s->reg.pending_until_ns - now + 999999) /
-				     1000000);
-			if (wait_ms < 0 || left < wait_ms)
-				wait_ms = left;
+			wait_ms = sooner(wait_ms,
+					 ms_until(s->reg.pending_until_ns, now));
 		}
 		n = epoll_wait(s->epfd, ev, 32, wait_ms);
 
