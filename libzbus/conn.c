@@ -505,6 +505,8 @@ static void to_stat(const Zbusctl__ChannelInfo *ci,
 	st->publishers = ci->publishers;
 	st->subscribers = ci->subscribers;
 	st->reclaimed = ci->reclaimed;
+	st->depth = ci->depth;
+	st->publish_rate = ci->publish_rate;
 }
 
 ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,
@@ -640,36 +642,97 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
 	return register_watch(c, ZB_WATCH_PUB, name, slot, word);
 }
 
-ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,
-				      struct zbus_sub_stat **out)
+/*
+ * Stat @name and have @fill turn the entries of one of its lists (@count
+ * of them) into a malloc()ed array of @each-byte elements.
+ * Return: the array (NULL when none, or on failure); *@n: the number of
+ * entries, or -errno.
+ */
+static void *stat_list(struct zbus_conn *c, const char *name, size_t each,
+		       size_t (*count)(const Zbusctl__ChannelInfo *),
+		       void (*fill)(const Zbusctl__ChannelInfo *, void *),
+		       int *n)
 {
-	struct zbus_sub_stat *v = NULL;
 	Zbusctl__Reply *rep;
-	size_t n;
-	int r;
+	void *v = NULL;
+	size_t k;
 
-	if (!c || !out || !zb_ctl_name_valid(name))
-		return -EINVAL;
-	r = stat_request(c, name, &rep);
-	if (r < 0)
-		return r;
-	n = rep->channel->n_subscriber;
-	if (n) {
-		v = calloc(n, sizeof(*v));
-		if (!v) {
-			zbusctl__reply__free_unpacked(rep, NULL);
-			return -ENOMEM;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		const Zbusctl__SubscriberInfo *si = rep->channel->subscriber[i];
+	*n = !c || !zb_ctl_name_valid(name) ? -EINVAL :
+					      stat_request(c, name, &rep);
+	if (*n < 0)
+		return NULL;
+	k = count(rep->channel);
+	if (k && !(v = calloc(k, each)))
+		*n = -ENOMEM;
+	else if (k)
+		fill(rep->channel, v);
+	if (*n == 0)
+		*n = (int)k;
+	zbusctl__reply__free_unpacked(rep, NULL);
+	return v;
+}
+
+static size_t count_subs(const Zbusctl__ChannelInfo *ci)
+{
+	return ci->n_subscriber;
+}
+
+static void fill_subs(const Zbusctl__ChannelInfo *ci, void *out)
+{
+	struct zbus_sub_stat *v = out;
+
+	for (size_t i = 0; i < ci->n_subscriber; i++) {
+		const Zbusctl__SubscriberInfo *si = ci->subscriber[i];
 
 		v[i].slot = si->slot;
 		v[i].pid = si->pid;
 		v[i].policy = si->policy;
+		v[i].uid = si->uid;
 		v[i].lag = si->lag;
+		v[i].missed = si->missed;
+		v[i].rate = si->rate;
 	}
-	zbusctl__reply__free_unpacked(rep, NULL);
-	*out = v;
-	return (int)n;
+}
+
+static size_t count_pubs(const Zbusctl__ChannelInfo *ci)
+{
+	return ci->n_publisher;
+}
+
+static void fill_pubs(const Zbusctl__ChannelInfo *ci, void *out)
+{
+	struct zbus_pub_stat *v = out;
+
+	for (size_t i = 0; i < ci->n_publisher; i++) {
+		const Zbusctl__PublisherInfo *pi = ci->publisher[i];
+
+		v[i].slot = pi->slot;
+		v[i].pid = pi->pid;
+		v[i].uid = pi->uid;
+		v[i].flags = pi->exclusive ? ZBUS_PUB_EXCLUSIVE : 0;
+		v[i].published = pi->published;
+		v[i].rate = pi->rate;
+	}
+}
+
+ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,
+				      struct zbus_sub_stat **out)
+{
+	int n = -EINVAL;
+
+	if (out)
+		*out = stat_list(c, name, sizeof(**out), count_subs,
+				 fill_subs, &n);
+	return n;
+}
+
+ZBUS_EXPORT int zbus_conn_publishers(struct zbus_conn *c, const char *name,
+				     struct zbus_pub_stat **out)
+{
+	int n = -EINVAL;
+
+	if (out)
+		*out = stat_list(c, name, sizeof(**out), count_pubs,
+				 fill_pubs, &n);
+	return n;
 }

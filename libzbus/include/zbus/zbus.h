@@ -575,6 +575,9 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *conn,
 
 /**
  * struct zbus_channel_stat - a channel as the broker sees it
+ *
+ * Rates are messages per second over the broker's last sampling interval
+ * (about a second; 0 until it sampled twice).
  */
 struct zbus_channel_stat {
 	char name[256];
@@ -594,20 +597,41 @@ struct zbus_channel_stat {
 	uint64_t reclaimed;   /* claims of dead or stuck producers padded */
 	uint32_t unblock_timeout_ms;
 	uint32_t reserved0;
-	uint64_t reserved[2];
+	uint64_t depth;       /* published, not yet released by the slowest
+			       * reliable subscriber (0 without one) */
+	double publish_rate;  /* claims per second */
 };
 
 /**
  * struct zbus_sub_stat - one subscription of a channel, as the broker reads
- * it from the channel (the pid is what the subscriber wrote: informational)
+ * it from the channel (pid and missed are what the subscriber wrote:
+ * informational)
  */
 struct zbus_sub_stat {
 	uint32_t slot;
 	uint32_t pid;
 	uint32_t policy;   /* ZBUS_RELIABLE or ZBUS_LOSSY */
-	uint32_t reserved0;
+	uint32_t uid;      /* of the process the broker watches for it
+			    * (zbus_conn_register_sub()), or ZBUS_UID_UNKNOWN */
 	uint64_t lag;      /* messages published it has not released yet */
-	uint64_t reserved[2];
+	uint64_t missed;   /* as zbus_sub_stats.missed, at its last release */
+	double rate;       /* messages per second it took off the ring */
+};
+
+/**
+ * struct zbus_pub_stat - one publisher of a channel, as the broker reads it
+ * from the channel (pid and published are what the publisher wrote:
+ * informational)
+ */
+struct zbus_pub_stat {
+	uint32_t slot;
+	uint32_t pid;
+	uint32_t uid;       /* of the process the broker watches for it
+			     * (zbus_conn_register_pub()), or ZBUS_UID_UNKNOWN */
+	uint32_t flags;     /* ZBUS_PUB_EXCLUSIVE */
+	uint64_t published; /* messages it published (abandoned loans aside) */
+	double rate;        /* messages per second it published */
+	uint64_t reserved[4];
 };
 
 /**
@@ -618,6 +642,15 @@ struct zbus_sub_stat {
 ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *conn,
 				      const char *name,
 				      struct zbus_sub_stat **out);
+
+/**
+ * zbus_conn_publishers() - the publishers of channel @name
+ * @out: receives a malloc()ed array the caller free()s (NULL when none)
+ * Return: the number of publishers; -ENOENT; -errno.
+ */
+ZBUS_EXPORT int zbus_conn_publishers(struct zbus_conn *conn,
+				     const char *name,
+				     struct zbus_pub_stat **out);
 
 /**
  * zbus_conn_list() - every channel the broker knows
