@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "reclaim.h"
+#include "watches.h"
 #include "zbus/zbus.h"
 
 /* Who is asking: fixed when the connection was accepted. */
@@ -114,5 +115,15 @@ int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
 	    uint32_t access);
 /* Owner or root. */
 int zbd_owns(const struct zbd_channel *c, const struct zbd_identity *who);
+
+/*
+ * zbd_free_slot() - free slot @slot of @c (a subscriber's or, per @kind,
+ * a publisher's) if it still holds @word, as when its process died: a
+ * publisher's recorded loans are padded and counted in @c->reclaimed.
+ * Return: the loans padded (0 for a subscriber); -ESRCH when the slot
+ * holds something else.
+ */
+int zbd_free_slot(struct zbd_channel *c, enum zbd_watch_kind kind,
+		  uint32_t slot, uint32_t word);
 
 #endif /* ZBD_REGISTRY_H */

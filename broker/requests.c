@@ -403,6 +403,32 @@ static int do_list(struct zbd_registry *reg, const Zbusctl__List *ls,
 	return 0;
 }
 
+/* The state word slot @slot (of @kind) of @c holds now (0 out of range). */
+static uint32_t word_of(const struct zbd_channel *c, enum zbd_watch_kind kind,
+			uint32_t slot)
+{
+	return kind == ZBD_WATCH_PUB ? zb_live_pub_word(c->ch, slot) :
+				       zb_live_slot_word(c->ch, slot);
+}
+
+/* Does slot @slot (of @kind) of @c hold @word, an active one? */
+static int slot_holds(const struct zbd_channel *c, enum zbd_watch_kind kind,
+		      uint32_t slot, uint32_t word)
+{
+	return word_of(c, kind, slot) == word &&
+	       (word & ZB_SLOT_STATE_MASK) == ZB_SLOT_ACTIVE;
+}
+
+static void fail_stale(struct reply *rp, const struct zbd_channel *c,
+		       enum zbd_watch_kind kind, uint32_t slot)
+{
+	int pub = kind == ZBD_WATCH_PUB;
+
+	fail(rp, -ESTALE, "%s slot %u of '%s' does not hold that %s",
+	     pub ? "publisher" : "subscriber", slot, c->name,
+	     pub ? "publisher" : "subscription");
+}
+
 /*
  * Subscribe and RegisterPublisher: watch the asking process and, when it
  * dies, free slot @slot (subscriber or publisher, per @kind) if it still
@@ -416,7 +442,6 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	struct zbd_channel *c = zb_ctl_name_valid(name) ?
 		zbd_registry_find(reg, name) : NULL;
 	int pub = kind == ZBD_WATCH_PUB;
-	uint32_t now, slots;
 
 	if (!c) {
 		fail(rp, -ENOENT, "no channel '%s'", name ? name : "");
@@ -429,19 +454,60 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 		     c->name);
 		return;
 	}
-	now = pub ? zb_live_pub_word(c->ch, slot) :
-		    zb_live_slot_word(c->ch, slot);
-	slots = pub ? c->info.max_publishers : c->info.max_subscribers;
-	if (slot >= slots || now != word ||
-	    (now & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE) {
-		fail(rp, -ESTALE, "%s slot %u of '%s' does not hold that %s",
-		     pub ? "publisher" : "subscriber", slot, c->name,
-		     pub ? "publisher" : "subscription");
+	if (!slot_holds(c, kind, slot, word)) {
+		fail_stale(rp, c, kind, slot);
 		return;
 	}
 	act->watch = kind;
 	act->channel_id = c->id;
 	snprintf(act->name, sizeof(act->name), "%s", c->name);
+	act->slot = slot;
+	act->word = word;
+}
+
+/*
+ * Unsubscribe and UnregisterPublisher: forget the asker's watches of slot
+ * @slot holding @word (the event loop drops them) and free the slot if it
+ * still holds @word. A watch is the asker's when its connection or its
+ * uid registered it; the slot is not someone else's to free otherwise.
+ */
+static void do_unwatch(struct zbd_registry *reg, struct zbd_client *p,
+		       enum zbd_watch_kind kind, const char *name,
+		       uint32_t slot, uint32_t word, struct reply *rp,
+		       struct zbd_action *act)
+{
+	struct zbd_channel *c = zb_ctl_name_valid(name) ?
+		zbd_registry_find(reg, name) : NULL;
+	const char *what = kind == ZBD_WATCH_PUB ? "publisher" : "subscriber";
+	struct zbd_watch *any, *w;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", name ? name : "");
+		return;
+	}
+	any = zbd_watch_find(reg->watches, c->id, kind, slot, word);
+	for (w = any; w && !zbd_watch_owned(w, p->id, p->who.uid);)
+		w = zbd_watch_find(w->next, c->id, kind, slot, word);
+	if (!w && any) {
+		fail(rp, -EACCES, "uid %u may not unregister %s slot %u of "
+		     "'%s': uid %u registered it", (unsigned)p->who.uid, what,
+		     slot, c->name, (unsigned)any->uid);
+		return;
+	}
+	if (!w) {
+		if (slot_holds(c, kind, slot, word))
+			fail(rp, -ENOENT, "%s slot %u of '%s' is not "
+			     "registered", what, slot, c->name);
+		else
+			fail_stale(rp, c, kind, slot);
+		return;
+	}
+	if (zbd_free_slot(c, kind, slot, word) >= 0)
+		zbd_log("client %llu (uid %u) unregistered and freed %s slot "
+			"%u on '%s'", p->id, (unsigned)p->who.uid, what, slot,
+			c->name);
+	act->unwatch = kind;
+	act->channel_id = c->id;
 	act->slot = slot;
 	act->word = word;
 }
@@ -466,9 +532,7 @@ static uint32_t *watcher_uids(const struct zbd_registry *reg,
 		uid[i] = ZBUS_UID_UNKNOWN;
 	for (const struct zbd_watch *w = reg->watches; w; w = w->next)
 		if (w->channel_id == c->id && w->kind == kind &&
-		    w->slot < n &&
-		    w->word == (pub ? zb_live_pub_word(c->ch, w->slot) :
-				      zb_live_slot_word(c->ch, w->slot)))
+		    w->slot < n && w->word == word_of(c, kind, w->slot))
 			uid[w->slot] = (uint32_t)w->uid;
 	return uid;
 }
@@ -643,6 +707,19 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 					 req->register_publisher->name,
 					 req->register_publisher->slot,
 					 req->register_publisher->word, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_UNSUBSCRIBE:
+				do_unwatch(reg, p, ZBD_WATCH_SUB,
+					   req->unsubscribe->name,
+					   req->unsubscribe->slot,
+					   req->unsubscribe->word, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_UNREGISTER_PUBLISHER:
+				do_unwatch(reg, p, ZBD_WATCH_PUB,
+					   req->unregister_publisher->name,
+					   req->unregister_publisher->slot,
+					   req->unregister_publisher->word, &rp,
+					   act);
 				break;
 			default:
 				fail(&rp, -EOPNOTSUPP, "unknown request");

@@ -20,6 +20,7 @@
 /* What an answer asks the event loop to do besides replying. */
 struct zbd_action {
 	enum zbd_watch_kind watch; /* when the client dies, on @channel_id */
+	enum zbd_watch_kind unwatch; /* forget the client's watches of it */
 	uint64_t channel_id;
 	char name[256];
 	uint32_t slot;

@@ -389,20 +389,31 @@ static void reclaim(struct zbd_server *s, struct zbd_slot_watch *sw)
 		unlink_watch(s, sw);
 		return;
 	}
-	if (w->kind == ZBD_WATCH_SUB) {
-		if (zb_live_free_slot(c->ch, w->slot, w->word))
-			zbd_log("pid %d died: freed its subscription (slot "
-				"%u) on '%s'", (int)w->pid, w->slot, w->name);
-	} else {
-		n = zb_reclaim_publisher(&c->ch->seg, w->slot, w->word);
-		if (n >= 0) {
-			c->reclaimed += (uint64_t)n;
-			zbd_log("pid %d died: freed its publisher slot %u on "
-				"'%s' and padded %d open loan%s", (int)w->pid,
-				w->slot, w->name, n, n == 1 ? "" : "s");
-		}
-	}
+	n = zbd_free_slot(c, w->kind, w->slot, w->word);
+	if (n >= 0 && w->kind == ZBD_WATCH_SUB)
+		zbd_log("pid %d died: freed its subscription (slot %u) on "
+			"'%s'", (int)w->pid, w->slot, w->name);
+	else if (n >= 0)
+		zbd_log("pid %d died: freed its publisher slot %u on '%s' and "
+			"padded %d open loan%s", (int)w->pid, w->slot, w->name,
+			n, n == 1 ? "" : "s");
 	unlink_watch(s, sw);
+}
+
+/* Unsubscribe, UnregisterPublisher: forget the watches @a names that are
+ * @p's to drop (its connection's, or its uid's). */
+static void unwatch_slot(struct zbd_server *s, const struct zbd_peer *p,
+			 const struct zbd_action *a)
+{
+	struct zbd_watch *w = s->reg.watches, *next;
+
+	while ((w = zbd_watch_find(w, a->channel_id, a->unwatch, a->slot,
+				   a->word))) {
+		next = w->next;
+		if (zbd_watch_owned(w, p->c.id, p->c.who.uid))
+			unlink_watch(s, slot_watch_of(w));
+		w = next;
+	}
 }
 
 /* Write the registry where the next broker will look for it. A failure
@@ -529,6 +540,8 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
 	}
+	if (act.unwatch != ZBD_WATCH_NONE)
+		unwatch_slot(s, p, &act);
 	if (act.watch != ZBD_WATCH_NONE) {
 		r = watch_slot(s, p, &act);
 		if (r < 0) {

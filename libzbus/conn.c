@@ -586,60 +586,103 @@ ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
 	return 0;
 }
 
-int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+/* Fill the (name, slot, word) of one of the four watch requests. */
+#define SLOT_BODY(msg, case_, field)                                          \
+	do {                                                                  \
+		(msg).name = (char *)name;                                    \
+		(msg).slot = slot;                                            \
+		(msg).word = word;                                            \
+		req.body_case = ZBUSCTL__REQUEST__BODY_##case_;               \
+		req.field = &(msg);                                           \
+	} while (0)
+
+int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
 		  const char *name, uint32_t slot, uint32_t word)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
 	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
+	Zbusctl__Unsubscribe us = ZBUSCTL__UNSUBSCRIBE__INIT;
+	Zbusctl__UnregisterPublisher up = ZBUSCTL__UNREGISTER_PUBLISHER__INIT;
 
-	if (kind == ZB_WATCH_SUB) {
-		sb.name = (char *)name;
-		sb.slot = slot;
-		sb.word = word;
-		req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
-		req.subscribe = &sb;
-	} else {
-		rp.name = (char *)name;
-		rp.slot = slot;
-		rp.word = word;
-		req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
-		req.register_publisher = &rp;
-	}
+	if (kind == ZB_WATCH_SUB && !undo)
+		SLOT_BODY(sb, SUBSCRIBE, subscribe);
+	else if (kind == ZB_WATCH_SUB)
+		SLOT_BODY(us, UNSUBSCRIBE, unsubscribe);
+	else if (!undo)
+		SLOT_BODY(rp, REGISTER_PUBLISHER, register_publisher);
+	else
+		SLOT_BODY(up, UNREGISTER_PUBLISHER, unregister_publisher);
 	return request_status(c, &req);
 }
 
-/* Register and remember a watch, for a broker restart. */
-static int register_watch(struct zbus_conn *c, enum zb_watch_kind kind,
-			  const char *name, uint32_t slot, uint32_t word)
-{
-	int r = zb_conn_watch(c, kind, name, slot, word);
+#undef SLOT_BODY
 
-	if (r == 0)
+/*
+ * Register a watch and remember it for a broker restart; or, with @undo,
+ * forget it (whatever the broker answers: the one asking is done with it,
+ * and the keeper must not register it again) and have the broker forget
+ * it and free the slot.
+ */
+static int watch_slot(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
+		      const char *name, uint32_t slot, uint32_t word)
+{
+	int r;
+
+	if (undo)
+		zb_conn_drop_watch(c, kind, name, slot, word);
+	r = zb_conn_watch(c, kind, undo, name, slot, word);
+	if (r == 0 && !undo)
 		zb_conn_hold_watch(c, kind, name, slot, word);
 	return r;
 }
 
-ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
-				       const struct zbus_sub *sub)
+static int watch_sub(struct zbus_conn *c, const char *name,
+		     const struct zbus_sub *sub, int undo)
 {
 	uint32_t slot, word;
 
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	zb_sub_identity(sub, &slot, &word);
-	return register_watch(c, ZB_WATCH_SUB, name, slot, word);
+	return watch_slot(c, ZB_WATCH_SUB, undo, name, slot, word);
 }
 
-ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
-				       const struct zbus_pub *pub)
+static int watch_pub(struct zbus_conn *c, const char *name,
+		     const struct zbus_pub *pub, int undo)
 {
 	uint32_t slot, word;
 
 	if (!c || !pub || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	zb_pub_identity(pub, &slot, &word);
-	return register_watch(c, ZB_WATCH_PUB, name, slot, word);
+	return watch_slot(c, ZB_WATCH_PUB, undo, name, slot, word);
+}
+
+ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
+				       const struct zbus_sub *sub)
+{
+	return watch_sub(c, name, sub, 0);
+}
+
+ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
+				       const struct zbus_pub *pub)
+{
+	return watch_pub(c, name, pub, 0);
+}
+
+ZBUS_EXPORT int zbus_conn_unregister_sub(struct zbus_conn *c,
+					 const char *name,
+					 const struct zbus_sub *sub)
+{
+	return watch_sub(c, name, sub, 1);
+}
+
+ZBUS_EXPORT int zbus_conn_unregister_pub(struct zbus_conn *c,
+					 const char *name,
+					 const struct zbus_pub *pub)
+{
+	return watch_pub(c, name, pub, 1);
 }
 
 /*

@@ -42,6 +42,7 @@
 
 #include "../broker/requests.h"
 #include "../broker/server.h"
+#include "conn.h"
 #include "ctl.h"
 #include "fdpass.h"
 #include "testutil.h"
@@ -1532,6 +1533,87 @@ Test(broker, group_bits_apply_to_supplementary_groups)
 	zbus_conn_free(c);
 	check_child(few, "the group 0 child");
 	check_child(many, "the child in 70 groups");
+}
+
+/* ====================================================================== */
+/* Unregistering                                                          */
+/* ====================================================================== */
+
+Test(broker, unregistering_is_for_what_the_asker_or_its_user_registered)
+{
+	struct zbus_conn *c = conn(), *c2 = conn();
+	struct zbus_channel *a = create(c, "unreg-a", 0600),
+			    *b = create(c, "unreg-b", 0600);
+	struct zbus_sub *s = sub_of(a), *t = sub_of(a);
+	struct zbus_channel_stat st;
+	size_t held;
+
+	cr_assert_eq(zbus_conn_unregister_sub(c, "nowhere", s), -ENOENT);
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-a", s), -ENOENT,
+		     "nobody registered it");
+	cr_assert(strstr(zbus_conn_error(c), "not registered"), "%s",
+		  zbus_conn_error(c));
+	cr_assert_eq(zbus_conn_register_sub(c, "unreg-a", s), 0);
+	/* Slot 0 of the other channel holds nothing of that word. */
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-b", s), -ESTALE);
+	cr_assert(strstr(zbus_conn_error(c), "does not hold"), "%s",
+		  zbus_conn_error(c));
+	/* Another connection of the same user may. */
+	cr_assert_eq(zbus_conn_unregister_sub(c2, "unreg-a", s), 0, "%s",
+		     zbus_conn_error(c2));
+	cr_assert_eq(zbus_conn_stat(c, "unreg-a", &st), 0);
+	cr_assert_eq(st.subscribers, 1, "only t is left");
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-a", s), -ESTALE,
+		     "once over, it stays over");
+	/* What is unregistered is not registered again after a restart. */
+	cr_assert_eq(zbus_conn_register_sub(c, "unreg-a", t), 0);
+	held = c->nwatches;
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-a", t), 0);
+	cr_assert_eq(c->nwatches, held - 1, "the keeper still holds it");
+	zbus_sub_free(t);
+	zbus_sub_free(s);
+	zbus_channel_free(b);
+	zbus_channel_free(a);
+	zbus_conn_free(c2);
+	zbus_conn_free(c);
+}
+
+/* Child side: try to end root's registered subscription @arg. */
+static int nobody_unregisters(void *arg)
+{
+	const struct zbus_sub *s = arg; /* our copy of the parent's */
+	struct zbus_conn *c;
+
+	STEP(1, drop_to_nobody(NULL, 0) == 0);
+	STEP(2, conn_open_at(sock_path, &c) == 0);
+	STEP(3, zbus_conn_unregister_sub(c, "root-sub", s) == -EACCES);
+	STEP(4, has_number(zbus_conn_error(c), NOBODY));
+	zbus_conn_free(c);
+	return 0;
+}
+
+Test(broker, another_users_registration_cannot_be_unregistered)
+{
+	struct zbus_sub_stat *subs;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *s;
+	int child, n;
+
+	skip_unless_root();
+	c = conn();
+	ch = create(c, "root-sub", 0666);
+	s = sub_of(ch);
+	cr_assert_eq(zbus_conn_register_sub(c, "root-sub", s), 0);
+	child = tu_wait_child(spawn(nobody_unregisters, s), 25);
+	n = zbus_conn_subscribers(c, "root-sub", &subs);
+	check_child(child, "the uid 65534 child");
+	cr_assert_eq(n, 1, "root's subscription was freed by another user");
+	cr_assert_eq(subs[0].uid, 0, "and is still watched for root");
+	free(subs);
+	zbus_sub_free(s);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
 }
 
 /* ====================================================================== */

@@ -574,6 +574,42 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *conn,
 #define ZBUS_UID_UNKNOWN 0xffffffffu
 
 /**
+ * zbus_conn_unregister_sub() - end @sub's registration, and @sub with it
+ * @name: as given to zbus_conn_register_sub()
+ *
+ * For a subscription that is over: the broker stops watching it, this
+ * connection no longer registers it again after a broker restart, and
+ * the broker frees @sub's slot at once, so that a reliable subscription
+ * stops holding producers back even while this process lingers. Free
+ * @sub next with zbus_sub_free(), without receiving from it in between.
+ * Only needed for that promptness: freeing a registered @sub alone is
+ * fine, the broker forgets its watch by itself.
+ *
+ * Only the connection that registered @sub, or one of the same user, may
+ * unregister it.
+ * Return: 0; -ENOENT for an unknown channel, or a subscription nobody
+ * registered; -ESTALE if @sub's slot does not hold it; -EACCES when
+ * another user registered it; transport errors.
+ */
+ZBUS_EXPORT int zbus_conn_unregister_sub(struct zbus_conn *conn,
+					 const char *name,
+					 const struct zbus_sub *sub);
+
+/**
+ * zbus_conn_unregister_pub() - end @pub's registration, and @pub with it
+ *
+ * As zbus_conn_unregister_sub(): the broker stops watching @pub and frees
+ * its publisher slot as a dead publisher's. Publish or abandon its loans
+ * first: any left are taken back (subscribers count them in
+ * zbus_sub_stats.reclaimed). Free @pub next with zbus_pub_free(), without
+ * loaning in between.
+ * Return: as zbus_conn_unregister_sub().
+ */
+ZBUS_EXPORT int zbus_conn_unregister_pub(struct zbus_conn *conn,
+					 const char *name,
+					 const struct zbus_pub *pub);
+
+/**
  * struct zbus_channel_stat - a channel as the broker sees it
  *
  * Rates are messages per second over the broker's last sampling interval
