@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
+#include "live.h"
+
 struct zbd_channel *zbd_registry_find(struct zbd_registry *r,
 				      const char *name)
 {
@@ -186,6 +189,7 @@ void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c)
 		r->count--;
 		close(c->sub_fd);
 		zbus_channel_free(c->ch);
+		free(c->rates); /* one block */
 		free(c);
 		return;
 	}
@@ -247,4 +251,17 @@ int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
 int zbd_owns(const struct zbd_channel *c, const struct zbd_identity *who)
 {
 	return who->uid == 0 || who->uid == c->owner_uid;
+}
+
+int zbd_free_slot(struct zbd_channel *c, enum zbd_watch_kind kind,
+		  uint32_t slot, uint32_t word)
+{
+	int n;
+
+	if (kind == ZBD_WATCH_SUB)
+		return zb_live_free_slot(c->ch, slot, word) ? 0 : -ESRCH;
+	n = zb_reclaim_publisher(&c->ch->seg, slot, word);
+	if (n > 0)
+		c->reclaimed += (uint64_t)n;
+	return n;
 }

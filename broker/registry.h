@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "reclaim.h"
+#include "watches.h"
 #include "zbus/zbus.h"
 
 /* Who is asking: fixed when the connection was accepted. */
@@ -19,6 +20,8 @@ struct zbd_identity {
 	gid_t *groups; /* supplementary groups (SO_PEERGROUPS), malloc()ed */
 	int ngroups;
 };
+
+struct zbd_rates;
 
 struct zbd_channel {
 	uint64_t id; /* unique for the broker's life: names can be reused */
@@ -34,6 +37,7 @@ struct zbd_channel {
 	uint32_t unblock_timeout_ms; /* as asked; 0: the registry's default */
 	struct zb_unblock unblock;   /* stuck-claim detection state */
 	uint64_t reclaimed;          /* claims padded */
+	struct zbd_rates *rates;     /* the last samples (rates.h), or NULL */
 	uint64_t created_unix_ns; /* wall clock: kept across broker restarts */
 	struct zbd_channel *next;
 };
@@ -65,9 +69,14 @@ struct zbd_saved_channel {
 	int sealed;
 };
 
+struct zbd_watch;
+
 struct zbd_registry {
 	struct zbd_channel *head;
 	size_t count;
+	/* The slots watched for their process's death (watches.h): made
+	 * and freed by the event loop, read by requests. */
+	struct zbd_watch *watches;
 	uint64_t next_id;
 	uint32_t default_unblock_ms; /* --unblock-timeout */
 	struct zbd_saved_channel *pending; /* malloc()ed, npending of them */
@@ -125,5 +134,15 @@ int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
 	    uint32_t access);
 /* Owner or root. */
 int zbd_owns(const struct zbd_channel *c, const struct zbd_identity *who);
+
+/*
+ * zbd_free_slot() - free slot @slot of @c (a subscriber's or, per @kind,
+ * a publisher's) if it still holds @word, as when its process died: a
+ * publisher's recorded loans are padded and counted in @c->reclaimed.
+ * Return: the loans padded (0 for a subscriber); -ESRCH when the slot
+ * holds something else.
+ */
+int zbd_free_slot(struct zbd_channel *c, enum zbd_watch_kind kind,
+		  uint32_t slot, uint32_t word);
 
 #endif /* ZBD_REGISTRY_H */

@@ -22,6 +22,7 @@
 #include "layout.h"
 #include "live.h"
 #include "log.h"
+#include "rates.h"
 #include "segment.h"
 
 #define ZBD_STR_(x) #x
@@ -38,7 +39,7 @@ struct reply {
 	Zbusctl__ChannelInfo info;
 	Zbusctl__ChannelParams params;
 	Zbusctl__ListReply list;
-	void *extra; /* freed after packing (stat's subscriber list) */
+	void *extra[2]; /* freed after packing (stat's lists) */
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -78,6 +79,8 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 	ci->publishers = live.publishers;
 	ci->subscribers = live.subscribers;
 	ci->published = live.published;
+	ci->depth = live.depth;
+	ci->publish_rate = zbd_publish_rate(c);
 	ci->reclaimed = c->reclaimed;
 	ci->sealed = c->sealed;
 	rp->r.body_case = ZBUSCTL__REPLY__BODY_CHANNEL;
@@ -553,6 +556,32 @@ static int do_list(struct zbd_registry *reg, const Zbusctl__List *ls,
 	return 0;
 }
 
+/* The state word slot @slot (of @kind) of @c holds now (0 out of range). */
+static uint32_t word_of(const struct zbd_channel *c, enum zbd_watch_kind kind,
+			uint32_t slot)
+{
+	return kind == ZBD_WATCH_PUB ? zb_live_pub_word(c->ch, slot) :
+				       zb_live_slot_word(c->ch, slot);
+}
+
+/* Does slot @slot (of @kind) of @c hold @word, an active one? */
+static int slot_holds(const struct zbd_channel *c, enum zbd_watch_kind kind,
+		      uint32_t slot, uint32_t word)
+{
+	return word_of(c, kind, slot) == word &&
+	       (word & ZB_SLOT_STATE_MASK) == ZB_SLOT_ACTIVE;
+}
+
+static void fail_stale(struct reply *rp, const struct zbd_channel *c,
+		       enum zbd_watch_kind kind, uint32_t slot)
+{
+	int pub = kind == ZBD_WATCH_PUB;
+
+	fail(rp, -ESTALE, "%s slot %u of '%s' does not hold that %s",
+	     pub ? "publisher" : "subscriber", slot, c->name,
+	     pub ? "publisher" : "subscription");
+}
+
 /*
  * Subscribe and RegisterPublisher: watch the asking process and, when it
  * dies, free slot @slot (subscriber or publisher, per @kind) if it still
@@ -566,7 +595,6 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	struct zbd_channel *c = zb_ctl_name_valid(name) ?
 		zbd_registry_find(reg, name) : NULL;
 	int pub = kind == ZBD_WATCH_PUB;
-	uint32_t now, slots;
 
 	if (!c) {
 		fail(rp, -ENOENT, "no channel '%s'", name ? name : "");
@@ -579,14 +607,8 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 		     c->name);
 		return;
 	}
-	now = pub ? zb_live_pub_word(c->ch, slot) :
-		    zb_live_slot_word(c->ch, slot);
-	slots = pub ? c->info.max_publishers : c->info.max_subscribers;
-	if (slot >= slots || now != word ||
-	    (now & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE) {
-		fail(rp, -ESTALE, "%s slot %u of '%s' does not hold that %s",
-		     pub ? "publisher" : "subscriber", slot, c->name,
-		     pub ? "publisher" : "subscription");
+	if (!slot_holds(c, kind, slot, word)) {
+		fail_stale(rp, c, kind, slot);
 		return;
 	}
 	act->watch = kind;
@@ -597,33 +619,173 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 }
 
 /*
- * The subscribers of @c, for stat: slot, pid (as the subscriber wrote it:
- * informational), policy and lag. Read from the broker's own mapping. One
- * heap block holds the entries and the pointers to them.
+ * Unsubscribe and UnregisterPublisher: forget the asker's watches of slot
+ * @slot holding @word (the event loop drops them) and free the slot if it
+ * still holds @word. A watch is the asker's when its connection or its
+ * uid registered it; the slot is not someone else's to free otherwise.
  */
-static void subscriber_list(const struct zbd_channel *c, struct reply *rp)
+static void do_unwatch(struct zbd_registry *reg, struct zbd_client *p,
+		       enum zbd_watch_kind kind, const char *name,
+		       uint32_t slot, uint32_t word, struct reply *rp,
+		       struct zbd_action *act)
 {
+	struct zbd_channel *c = zb_ctl_name_valid(name) ?
+		zbd_registry_find(reg, name) : NULL;
+	const char *what = kind == ZBD_WATCH_PUB ? "publisher" : "subscriber";
+	struct zbd_watch *any, *w;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", name ? name : "");
+		return;
+	}
+	any = zbd_watch_find(reg->watches, c->id, kind, slot, word);
+	for (w = any; w && !zbd_watch_owned(w, p->id, p->who.uid);)
+		w = zbd_watch_find(w->next, c->id, kind, slot, word);
+	if (!w && any) {
+		fail(rp, -EACCES, "uid %u may not unregister %s slot %u of "
+		     "'%s': uid %u registered it", (unsigned)p->who.uid, what,
+		     slot, c->name, (unsigned)any->uid);
+		return;
+	}
+	if (!w) {
+		if (slot_holds(c, kind, slot, word))
+			fail(rp, -ENOENT, "%s slot %u of '%s' is not "
+			     "registered", what, slot, c->name);
+		else
+			fail_stale(rp, c, kind, slot);
+		return;
+	}
+	if (zbd_free_slot(c, kind, slot, word) >= 0)
+		zbd_log("client %llu (uid %u) unregistered and freed %s slot "
+			"%u on '%s'", p->id, (unsigned)p->who.uid, what, slot,
+			c->name);
+	act->unwatch = kind;
+	act->channel_id = c->id;
+	act->slot = slot;
+	act->word = word;
+}
+
+/*
+ * Who is behind the slots of @c: for each slot, the uid of a process the
+ * broker watches for what the slot holds now (ZBUS_UID_UNKNOWN when none).
+ * One pass over the watches, whatever their number. NULL when out of
+ * memory: every uid is then unknown.
+ */
+static uint32_t *watcher_uids(const struct zbd_registry *reg,
+			      const struct zbd_channel *c,
+			      enum zbd_watch_kind kind)
+{
+	int pub = kind == ZBD_WATCH_PUB;
+	uint32_t n = pub ? c->info.max_publishers : c->info.max_subscribers;
+	uint32_t *uid = malloc(n * sizeof(*uid));
+
+	if (!uid)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++)
+		uid[i] = ZBUS_UID_UNKNOWN;
+	for (const struct zbd_watch *w = reg->watches; w; w = w->next)
+		if (w->channel_id == c->id && w->kind == kind &&
+		    w->slot < n && w->word == word_of(c, kind, w->slot))
+			uid[w->slot] = (uint32_t)w->uid;
+	return uid;
+}
+
+static uint32_t uid_at(const uint32_t *uids, uint32_t slot)
+{
+	return uids ? uids[slot] : ZBUS_UID_UNKNOWN;
+}
+
+/*
+ * The subscribers of @c, for stat: slot, pid and missed (as the
+ * subscriber wrote them: informational), policy, lag, and the uid of the
+ * process the broker watches for it. Read from the broker's own mapping.
+ * One heap block holds the entries and the pointers to them.
+ */
+static void subscriber_list(const struct zbd_registry *reg,
+			    const struct zbd_channel *c, struct reply *rp)
+{
+	uint32_t *uids = watcher_uids(reg, c, ZBD_WATCH_SUB);
 	struct zb_live live;
 	Zbusctl__SubscriberInfo *v, **pv;
 
 	zb_live_read(c->ch, &live);
-	if (!live.subscribers)
-		return;
-	v = calloc(live.subscribers, sizeof(*v) + sizeof(*pv));
-	if (!v)
+	v = live.subscribers ?
+		calloc(live.subscribers, sizeof(*v) + sizeof(*pv)) : NULL;
+	if (!v) {
+		free(uids);
 		return; /* the counts are still there */
+	}
 	pv = (Zbusctl__SubscriberInfo **)(v + live.subscribers);
 	for (uint32_t i = 0; i < live.subscribers; i++) {
+		const struct zb_live_sub *ls = &live.sub[i];
+
 		zbusctl__subscriber_info__init(&v[i]);
-		v[i].slot = live.sub[i].slot;
-		v[i].pid = live.sub[i].pid;
-		v[i].policy = live.sub[i].policy;
-		v[i].lag = live.sub[i].lag;
+		v[i].slot = ls->slot;
+		v[i].pid = ls->pid;
+		v[i].policy = ls->policy;
+		v[i].lag = ls->lag;
+		v[i].uid = uid_at(uids, ls->slot);
+		v[i].missed = ls->missed;
+		v[i].rate = zbd_rate_of(c, ZBD_WATCH_SUB, ls->slot, ls->word);
 		pv[i] = &v[i];
 	}
+	free(uids);
 	rp->info.n_subscriber = live.subscribers;
 	rp->info.subscriber = pv;
-	rp->extra = v;
+	rp->extra[0] = v;
+}
+
+/* The publishers of @c, for stat, as subscriber_list(). */
+static void publisher_list(const struct zbd_registry *reg,
+			   const struct zbd_channel *c, struct reply *rp)
+{
+	uint32_t max = c->info.max_publishers, n, *uids;
+	struct zb_live_pub *live = malloc(max * sizeof(*live));
+	Zbusctl__PublisherInfo *v, **pv;
+
+	n = live ? zb_live_pubs(c->ch, live, max) : 0;
+	v = n ? calloc(n, sizeof(*v) + sizeof(*pv)) : NULL;
+	if (!v) {
+		free(live);
+		return;
+	}
+	uids = watcher_uids(reg, c, ZBD_WATCH_PUB);
+	pv = (Zbusctl__PublisherInfo **)(v + n);
+	for (uint32_t i = 0; i < n; i++) {
+		zbusctl__publisher_info__init(&v[i]);
+		v[i].slot = live[i].slot;
+		v[i].pid = live[i].pid;
+		v[i].uid = uid_at(uids, live[i].slot);
+		v[i].published = live[i].published;
+		v[i].exclusive = !!(live[i].flags & ZB_PUB_SLOT_EXCLUSIVE);
+		v[i].rate = zbd_rate_of(c, ZBD_WATCH_PUB, live[i].slot,
+					live[i].word);
+		pv[i] = &v[i];
+	}
+	free(uids);
+	free(live);
+	rp->info.n_publisher = n;
+	rp->info.publisher = pv;
+	rp->extra[1] = v;
+}
+
+/*
+ * A stat of a channel with many slots taken could outgrow a record (up
+ * to 1024 publishers and 256 subscribers): drop entries from the end of
+ * the lists until it fits. The counts still say how many there are.
+ */
+static void fit_record(struct reply *rp)
+{
+	const size_t budget = ZB_CTL_MAX_RECORD - 1024;
+	Zbusctl__ChannelInfo *ci = &rp->info;
+
+	while (protobuf_c_message_get_packed_size(&rp->r.base) > budget &&
+	       (ci->n_publisher || ci->n_subscriber)) {
+		size_t *n = ci->n_publisher ? &ci->n_publisher :
+					      &ci->n_subscriber;
+
+		*n = *n > 64 ? *n - 64 : 0;
+	}
 }
 
 static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
@@ -637,7 +799,9 @@ static void do_stat(struct zbd_registry *reg, const Zbusctl__Stat *st,
 		return;
 	}
 	fill_info(c, rp);
-	subscriber_list(c, rp);
+	subscriber_list(reg, c, rp);
+	publisher_list(reg, c, rp);
+	fit_record(rp);
 }
 
 int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
@@ -700,6 +864,19 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 					 req->register_publisher->slot,
 					 req->register_publisher->word, &rp, act);
 				break;
+			case ZBUSCTL__REQUEST__BODY_UNSUBSCRIBE:
+				do_unwatch(reg, p, ZBD_WATCH_SUB,
+					   req->unsubscribe->name,
+					   req->unsubscribe->slot,
+					   req->unsubscribe->word, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_UNREGISTER_PUBLISHER:
+				do_unwatch(reg, p, ZBD_WATCH_PUB,
+					   req->unregister_publisher->name,
+					   req->unregister_publisher->slot,
+					   req->unregister_publisher->word, &rp,
+					   act);
+				break;
 			default:
 				fail(&rp, -EOPNOTSUPP, "unknown request");
 				break;
@@ -715,7 +892,8 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 	}
 	free(infos);
 	free(storage);
-	free(rp.extra);
+	free(rp.extra[0]);
+	free(rp.extra[1]);
 	if (req)
 		zbusctl__request__free_unpacked(req, NULL);
 	return *out ? 0 : -ENOMEM;

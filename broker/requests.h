@@ -11,22 +11,17 @@
 
 #include "fdpass.h"
 #include "registry.h"
+#include "watches.h"
 
 /* Quotas that keep one user from exhausting the broker for others. */
 #define ZBD_MAX_CHANNELS 4096
 #define ZBD_MAX_CHANNELS_PER_UID 256
 #define ZBD_MAX_BYTES_PER_UID (8ull << 30) /* segment bytes owned */
 
-/* What to watch for the asking process's death. */
-enum zbd_watch_kind {
-	ZBD_WATCH_NONE,
-	ZBD_WATCH_SUB, /* free subscriber slot @slot */
-	ZBD_WATCH_PUB, /* pad the loans of publisher slot @slot, free it */
-};
-
 /* What an answer asks the event loop to do besides replying. */
 struct zbd_action {
 	enum zbd_watch_kind watch; /* when the client dies, on @channel_id */
+	enum zbd_watch_kind unwatch; /* forget the client's watches of it */
 	uint64_t channel_id;
 	char name[256];
 	uint32_t slot;

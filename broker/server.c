@@ -40,6 +40,7 @@
 #include "log.h"
 #include "live.h"
 #include "persist.h"
+#include "rates.h"
 #include "reclaim.h"
 #include "requests.h"
 #include "wait.h"
@@ -61,22 +62,21 @@ struct watch {
 
 /*
  * A subscription to free, or a publisher whose loans to pad, when its
- * process dies: its own duplicate of the client's pidfd (the connection
- * may close long before the process does), and the channel by id as well
- * as name (a name can be reused).
+ * process dies: the record requests read (linked in the registry), and
+ * its own duplicate of the client's pidfd (the connection may close long
+ * before the process does).
  */
 struct zbd_slot_watch {
 	struct watch w;
-	enum zbd_watch_kind kind;
 	int pidfd;
-	pid_t pid;
-	uid_t uid;
-	uint64_t channel_id;
-	char name[256];
-	uint32_t slot;
-	uint32_t word;
-	struct zbd_slot_watch *next;
+	struct zbd_watch rec;
 };
+
+static struct zbd_slot_watch *slot_watch_of(struct zbd_watch *rec)
+{
+	return (struct zbd_slot_watch *)((char *)rec -
+					 offsetof(struct zbd_slot_watch, rec));
+}
 
 struct zbd_peer {
 	struct zbd_client c;
@@ -286,21 +286,12 @@ static void accept_peers(struct zbd_server *s)
 	}
 }
 
-static size_t watches_of_uid(const struct zbd_server *s, uid_t uid)
-{
-	size_t n = 0;
-
-	for (const struct zbd_slot_watch *w = s->watches; w; w = w->next)
-		n += w->uid == uid;
-	return n;
-}
-
 static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w);
 
 /* The channel @w is about, or NULL if it went (its name may be another
  * channel's now: the id tells). */
 static struct zbd_channel *watched_channel(struct zbd_server *s,
-					   const struct zbd_slot_watch *w)
+					   const struct zbd_watch *w)
 {
 	struct zbd_channel *c = zbd_registry_find(&s->reg, w->name);
 
@@ -309,7 +300,7 @@ static struct zbd_channel *watched_channel(struct zbd_server *s,
 
 /* Does @w's slot still hold what it watches? A subscription or publisher
  * freed by its owner (or reclaimed, or whose channel went) does not. */
-static int watch_live(struct zbd_server *s, const struct zbd_slot_watch *w)
+static int watch_live(struct zbd_server *s, const struct zbd_watch *w)
 {
 	struct zbd_channel *c = watched_channel(s, w);
 
@@ -327,12 +318,12 @@ static int watch_live(struct zbd_server *s, const struct zbd_slot_watch *w)
  */
 static void prune_watches(struct zbd_server *s, uid_t uid)
 {
-	struct zbd_slot_watch *w = s->watches, *next;
+	struct zbd_watch *w = s->reg.watches, *next;
 
 	for (; w; w = next) {
 		next = w->next;
 		if (w->uid == uid && !watch_live(s, w))
-			unlink_watch(s, w);
+			unlink_watch(s, slot_watch_of(w));
 	}
 }
 
@@ -345,9 +336,11 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 
 	if (p->pidfd < 0)
 		return -ESRCH;
-	if (watches_of_uid(s, p->c.who.uid) >= ZBD_MAX_WATCHES_PER_UID)
+	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
+	    ZBD_MAX_WATCHES_PER_UID)
 		prune_watches(s, p->c.who.uid);
-	if (watches_of_uid(s, p->c.who.uid) >= ZBD_MAX_WATCHES_PER_UID)
+	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
+	    ZBD_MAX_WATCHES_PER_UID)
 		return -EDQUOT;
 	w = calloc(1, sizeof(*w));
 	if (!w)
@@ -359,60 +352,68 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 		return r;
 	}
 	w->w = (struct watch){ W_SLOT, NULL, w };
-	w->kind = a->watch;
-	w->pid = p->c.pid;
-	w->uid = p->c.who.uid;
-	w->channel_id = a->channel_id;
-	snprintf(w->name, sizeof(w->name), "%s", a->name);
-	w->slot = a->slot;
-	w->word = a->word;
+	w->rec.kind = a->watch;
+	w->rec.client = p->c.id;
+	w->rec.pid = p->c.pid;
+	w->rec.uid = p->c.who.uid;
+	w->rec.channel_id = a->channel_id;
+	snprintf(w->rec.name, sizeof(w->rec.name), "%s", a->name);
+	w->rec.slot = a->slot;
+	w->rec.word = a->word;
 	r = watch_add(s, w->pidfd, &w->w);
 	if (r < 0) {
 		close(w->pidfd);
 		free(w);
 		return r;
 	}
-	w->next = s->watches;
-	s->watches = w;
+	zbd_watch_link(&s->reg.watches, &w->rec);
 	return 0;
 }
 
 static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w)
 {
-	for (struct zbd_slot_watch **pp = &s->watches; *pp; pp = &(*pp)->next)
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
+	zbd_watch_unlink(&s->reg.watches, &w->rec);
 	watch_close(s, w->pidfd);
 	free(w);
 }
 
-/* The process behind @w died: free its slot if it still holds it (and
+/* The process behind @sw died: free its slot if it still holds it (and
  * for a publisher, pad the loans it left open). */
-static void reclaim(struct zbd_server *s, struct zbd_slot_watch *w)
+static void reclaim(struct zbd_server *s, struct zbd_slot_watch *sw)
 {
+	const struct zbd_watch *w = &sw->rec;
 	struct zbd_channel *c = watched_channel(s, w);
 	int n;
 
 	if (!c) {
-		unlink_watch(s, w);
+		unlink_watch(s, sw);
 		return;
 	}
-	if (w->kind == ZBD_WATCH_SUB) {
-		if (zb_live_free_slot(c->ch, w->slot, w->word))
-			zbd_log("pid %d died: freed its subscription (slot "
-				"%u) on '%s'", (int)w->pid, w->slot, w->name);
-	} else {
-		n = zb_reclaim_publisher(&c->ch->seg, w->slot, w->word);
-		if (n >= 0) {
-			c->reclaimed += (uint64_t)n;
-			zbd_log("pid %d died: freed its publisher slot %u on "
-				"'%s' and padded %d open loan%s", (int)w->pid,
-				w->slot, w->name, n, n == 1 ? "" : "s");
-		}
+	n = zbd_free_slot(c, w->kind, w->slot, w->word);
+	if (n >= 0 && w->kind == ZBD_WATCH_SUB)
+		zbd_log("pid %d died: freed its subscription (slot %u) on "
+			"'%s'", (int)w->pid, w->slot, w->name);
+	else if (n >= 0)
+		zbd_log("pid %d died: freed its publisher slot %u on '%s' and "
+			"padded %d open loan%s", (int)w->pid, w->slot, w->name,
+			n, n == 1 ? "" : "s");
+	unlink_watch(s, sw);
+}
+
+/* Unsubscribe, UnregisterPublisher: forget the watches @a names that are
+ * @p's to drop (its connection's, or its uid's). */
+static void unwatch_slot(struct zbd_server *s, const struct zbd_peer *p,
+			 const struct zbd_action *a)
+{
+	struct zbd_watch *w = s->reg.watches, *next;
+
+	while ((w = zbd_watch_find(w, a->channel_id, a->unwatch, a->slot,
+				   a->word))) {
+		next = w->next;
+		if (zbd_watch_owned(w, p->c.id, p->c.who.uid))
+			unlink_watch(s, slot_watch_of(w));
+		w = next;
 	}
-	unlink_watch(s, w);
 }
 
 /* Write the registry where the next broker will look for it. A failure
@@ -486,6 +487,25 @@ static void unblock_channels(struct zbd_server *s)
 	}
 }
 
+/* Sample every channel's counters, for its rates. */
+static void sample_rates(struct zbd_server *s, uint64_t now)
+{
+	for (struct zbd_channel *c = s->reg.head; c; c = c->next)
+		zbd_rates_sample(c, now);
+}
+
+/* Milliseconds from @now until @deadline (both in ns), rounded up. */
+static int ms_until(uint64_t deadline, uint64_t now)
+{
+	return (int)((deadline - now + 999999) / 1000000);
+}
+
+/* The sooner of two epoll timeouts (-1: none). */
+static int sooner(int a, int b)
+{
+	return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
 /*
  * Serve one record from @p. Return: 0 to go on; 1 when it has nothing
  * more; -1 when the peer was dropped (gone, oversized record, or a reply
@@ -520,6 +540,8 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
 	}
+	if (act.unwatch != ZBD_WATCH_NONE)
+		unwatch_slot(s, p, &act);
 	if (act.watch != ZBD_WATCH_NONE) {
 		r = watch_slot(s, p, &act);
 		if (r < 0) {
@@ -595,8 +617,7 @@ static void read_signals(struct zbd_server *s)
 int zbd_server_run(struct zbd_server *s)
 {
 	uint8_t *buf = malloc(ZB_CTL_MAX_RECORD);
-
-	uint64_t next_tick = 0;
+	uint64_t next_tick = 0, next_sample = 0;
 
 	if (!buf)
 		return -ENOMEM;
@@ -610,19 +631,23 @@ int zbd_server_run(struct zbd_server *s)
 				unblock_channels(s);
 				next_tick = now + (uint64_t)tick * 1000000;
 			}
-			wait_ms = (int)((next_tick - now + 999999) / 1000000);
+			wait_ms = ms_until(next_tick, now);
+		}
+		if (s->reg.head) {
+			if (now >= next_sample) {
+				sample_rates(s, now);
+				next_sample = now + ZBD_RATE_INTERVAL_MS *
+							    1000000ull;
+			}
+			wait_ms = sooner(wait_ms, ms_until(next_sample, now));
 		}
 		if (s->reg.npending) {
-			int left;
-
 			if (now >= s->reg.pending_until_ns) {
 				end_recovery(s);
 				continue;
 			}
-			left = (int)((s->reg.pending_until_ns - now + 999999) /
-				     1000000);
-			if (wait_ms < 0 || left < wait_ms)
-				wait_ms = left;
+			wait_ms = sooner(wait_ms,
+					 ms_until(s->reg.pending_until_ns, now));
 		}
 		n = epoll_wait(s->epfd, ev, 32, wait_ms);
 
@@ -664,8 +689,8 @@ void zbd_server_fini(struct zbd_server *s)
 	for (struct zbd_peer *p = s->peers; p; p = p->next)
 		drop_peer(s, p, "closed at shutdown");
 	reap_dead(s);
-	while (s->watches)
-		unlink_watch(s, s->watches);
+	while (s->reg.watches)
+		unlink_watch(s, slot_watch_of(s->reg.watches));
 	zbd_registry_clear(&s->reg);
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);

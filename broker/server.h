@@ -19,7 +19,6 @@
 #define ZBD_MAX_REQUESTS_PER_TURN 16       /* fairness between peers */
 
 struct zbd_peer;
-struct zbd_slot_watch;
 
 /* Subscriptions a user may ask the broker to watch (each holds an fd). */
 #define ZBD_MAX_WATCHES_PER_UID 256
@@ -32,7 +31,6 @@ struct zbd_server {
 	struct zbd_registry reg;
 	struct zbd_peer *peers;
 	size_t npeers;
-	struct zbd_slot_watch *watches;
 	unsigned long long next_peer_id;
 	char state_path[256]; /* the registry is saved here ("": never) */
 };

@@ -368,6 +368,73 @@ static int cmd_sub(struct tool *t, int argc, char **argv)
 	return r < 0 ? 1 : 0;
 }
 
+/* A uid, or "-" when the broker watches nobody for the slot. */
+static const char *uid_text(uint32_t uid, char *buf, size_t len)
+{
+	if (uid == ZBUS_UID_UNKNOWN)
+		return "-";
+	snprintf(buf, len, "%u", uid);
+	return buf;
+}
+
+/*
+ * The publishers and subscribers of channel @name, indented under it: a
+ * row each, after a header naming the columns. A channel deleted since it
+ * was listed shows none.
+ */
+static void print_members(struct tool *t, const char *name)
+{
+	struct zbus_pub_stat *pubs = NULL;
+	struct zbus_sub_stat *subs = NULL;
+	int np = zbus_conn_publishers(t->conn, name, &pubs);
+	int ns = zbus_conn_subscribers(t->conn, name, &subs);
+	char uid[16];
+
+	if (np > 0)
+		printf("  %-3s %5s %8s %10s %-9s %12s %10s\n", "PUB", "SLOT",
+		       "PID", "UID", "CLAIM", "PUBLISHED", "MSG/S");
+	for (int i = 0; i < np; i++)
+		printf("  %-3s %5u %8u %10s %-9s %12llu %10.1f\n", "pub",
+		       pubs[i].slot, pubs[i].pid,
+		       uid_text(pubs[i].uid, uid, sizeof(uid)),
+		       pubs[i].flags & ZBUS_PUB_EXCLUSIVE ? "exclusive" :
+							    "shared",
+		       (unsigned long long)pubs[i].published, pubs[i].rate);
+	if (ns > 0)
+		printf("  %-3s %5s %8s %10s %-9s %12s %12s %10s\n", "SUB",
+		       "SLOT", "PID", "UID", "POLICY", "LAG", "MISSED",
+		       "MSG/S");
+	for (int i = 0; i < ns; i++)
+		printf("  %-3s %5u %8u %10s %-9s %12llu %12llu %10.1f\n",
+		       "sub", subs[i].slot, subs[i].pid,
+		       uid_text(subs[i].uid, uid, sizeof(uid)),
+		       subs[i].policy == ZBUS_LOSSY ? "lossy" : "reliable",
+		       (unsigned long long)subs[i].lag,
+		       (unsigned long long)subs[i].missed, subs[i].rate);
+	free(pubs);
+	free(subs);
+}
+
+static void print_channel_header(void)
+{
+	printf("%-24s %11s %4s %4s %4s %8s %10s %12s %9s\n", "CHANNEL",
+	       "OWNER", "MODE", "PUBS", "SUBS", "DEPTH", "MSG/S",
+	       "PUBLISHED", "RECLAIMED");
+}
+
+static void print_channel(const struct zbus_channel_stat *st)
+{
+	char owner[24];
+
+	snprintf(owner, sizeof(owner), "%u:%u", st->owner_uid,
+		 st->owner_gid);
+	printf("%-24s %11s %04o %4u %4u %8llu %10.1f %12llu %9llu\n",
+	       st->name, owner, st->mode, st->publishers, st->subscribers,
+	       (unsigned long long)st->depth, st->publish_rate,
+	       (unsigned long long)st->published,
+	       (unsigned long long)st->reclaimed);
+}
+
 static int cmd_ls(struct tool *t, int argc, char **argv)
 {
 	struct zbus_channel_stat *v;
@@ -383,25 +450,19 @@ static int cmd_ls(struct tool *t, int argc, char **argv)
 	n = zbus_conn_list(t->conn, &v);
 	if (n < 0)
 		return fail(t, "list", n);
-	printf("%-24s %9s %5s %9s %7s %10s %4s %4s %12s\n", "CHANNEL",
-	       "OWNER", "MODE", "MAX-MSG", "RING", "ARENA", "PUBS", "SUBS",
-	       "PUBLISHED");
-	for (int i = 0; i < n; i++)
-		printf("%-24s %4u:%-4u %5o %9u %7u %9lluK %4u %4u %12llu\n",
-		       v[i].name, v[i].owner_uid, v[i].owner_gid, v[i].mode,
-		       v[i].max_msg_size, v[i].ring_capacity,
-		       (unsigned long long)(v[i].arena_bytes >> 10),
-		       v[i].publishers, v[i].subscribers,
-		       (unsigned long long)v[i].published);
+	print_channel_header();
+	for (int i = 0; i < n; i++) {
+		print_channel(&v[i]);
+		print_members(t, v[i].name);
+	}
 	free(v);
 	return 0;
 }
 
 static int cmd_stat(struct tool *t, int argc, char **argv)
 {
-	struct zbus_sub_stat *subs = NULL;
 	struct zbus_channel_stat st;
-	int r, n;
+	int r;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: zbus stat CHANNEL\n");
@@ -418,27 +479,26 @@ static int cmd_stat(struct tool *t, int argc, char **argv)
 	       "ring:             %u descriptors\n"
 	       "arena:            %llu bytes (segment %llu bytes)\n"
 	       "max subscribers:  %u\n"
+	       "max publishers:   %u\n"
 	       "default policy:   %s\n"
 	       "publishers:       %u\n"
 	       "subscribers:      %u\n"
-	       "published:        %llu messages\n",
+	       "published:        %llu messages\n"
+	       "rate:             %.1f messages/s\n"
+	       "depth:            %llu messages\n"
+	       "reclaimed:        %llu messages\n\n",
 	       st.name, st.owner_uid, st.owner_gid, st.mode, st.max_msg_size,
 	       st.ring_capacity, (unsigned long long)st.arena_bytes,
 	       (unsigned long long)st.segment_bytes, st.max_subscribers,
+	       st.max_publishers,
 	       st.default_policy == ZBUS_LOSSY ? "lossy" : "reliable",
 	       st.publishers, st.subscribers,
-	       (unsigned long long)st.published);
-	n = zbus_conn_subscribers(t->conn, argv[1], &subs);
-	if (n > 0) {
-		printf("%-6s %8s %-9s %12s\n", "SLOT", "PID", "POLICY", "LAG");
-		for (int i = 0; i < n; i++)
-			printf("%-6u %8u %-9s %12llu\n", subs[i].slot,
-			       subs[i].pid,
-			       subs[i].policy == ZBUS_LOSSY ? "lossy"
-							    : "reliable",
-			       (unsigned long long)subs[i].lag);
-	}
-	free(subs);
+	       (unsigned long long)st.published, st.publish_rate,
+	       (unsigned long long)st.depth,
+	       (unsigned long long)st.reclaimed);
+	print_channel_header();
+	print_channel(&st);
+	print_members(t, argv[1]);
 	return 0;
 }
 
@@ -452,9 +512,10 @@ static void usage(FILE *f)
 		"  sub CHANNEL [-n N] [--lossy] [--records] [--timeout MS]\n"
 		"        print messages (a line each, or records); stop after N,\n"
 		"        or after MS milliseconds without a message\n"
-		"  ls    list channels\n"
+		"  ls    list channels with their publishers and subscribers:\n"
+		"        pids, uids, counts, lag, losses, messages per second\n"
 		"  stat CHANNEL\n"
-		"        one channel in detail\n"
+		"        one channel in detail, and the same table for it\n"
 		"The broker's socket: --socket, $ZBUS_SOCKET, "
 		"$XDG_RUNTIME_DIR/zbus/zbusd.sock,\n"
 		"or /run/zbus/zbusd.sock; a broker is started when none "

@@ -559,6 +559,8 @@ static void to_stat(const Zbusctl__ChannelInfo *ci,
 	st->subscribers = ci->subscribers;
 	st->reclaimed = ci->reclaimed;
 	st->flags = ci->sealed ? ZBUS_CHANNEL_SEAL_WRITERS : 0;
+	st->depth = ci->depth;
+	st->publish_rate = ci->publish_rate;
 }
 
 ZBUS_EXPORT int zbus_conn_list(struct zbus_conn *c,
@@ -638,92 +640,196 @@ ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
 	return 0;
 }
 
-int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+/* Fill the (name, slot, word) of one of the four watch requests. */
+#define SLOT_BODY(msg, case_, field)                                          \
+	do {                                                                  \
+		(msg).name = (char *)name;                                    \
+		(msg).slot = slot;                                            \
+		(msg).word = word;                                            \
+		req.body_case = ZBUSCTL__REQUEST__BODY_##case_;               \
+		req.field = &(msg);                                           \
+	} while (0)
+
+int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
 		  const char *name, uint32_t slot, uint32_t word)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
 	Zbusctl__RegisterPublisher rp = ZBUSCTL__REGISTER_PUBLISHER__INIT;
+	Zbusctl__Unsubscribe us = ZBUSCTL__UNSUBSCRIBE__INIT;
+	Zbusctl__UnregisterPublisher up = ZBUSCTL__UNREGISTER_PUBLISHER__INIT;
 
-	if (kind == ZB_WATCH_SUB) {
-		sb.name = (char *)name;
-		sb.slot = slot;
-		sb.word = word;
-		req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE;
-		req.subscribe = &sb;
-	} else {
-		rp.name = (char *)name;
-		rp.slot = slot;
-		rp.word = word;
-		req.body_case = ZBUSCTL__REQUEST__BODY_REGISTER_PUBLISHER;
-		req.register_publisher = &rp;
-	}
+	if (kind == ZB_WATCH_SUB && !undo)
+		SLOT_BODY(sb, SUBSCRIBE, subscribe);
+	else if (kind == ZB_WATCH_SUB)
+		SLOT_BODY(us, UNSUBSCRIBE, unsubscribe);
+	else if (!undo)
+		SLOT_BODY(rp, REGISTER_PUBLISHER, register_publisher);
+	else
+		SLOT_BODY(up, UNREGISTER_PUBLISHER, unregister_publisher);
 	return request_status(c, &req);
 }
 
-/* Register and remember a watch, for a broker restart. */
-static int register_watch(struct zbus_conn *c, enum zb_watch_kind kind,
-			  const char *name, uint32_t slot, uint32_t word)
-{
-	int r = zb_conn_watch(c, kind, name, slot, word);
+#undef SLOT_BODY
 
-	if (r == 0)
+/*
+ * Register a watch and remember it for a broker restart; or, with @undo,
+ * forget it (whatever the broker answers: the one asking is done with it,
+ * and the keeper must not register it again) and have the broker forget
+ * it and free the slot.
+ */
+static int watch_slot(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
+		      const char *name, uint32_t slot, uint32_t word)
+{
+	int r;
+
+	if (undo)
+		zb_conn_drop_watch(c, kind, name, slot, word);
+	r = zb_conn_watch(c, kind, undo, name, slot, word);
+	if (r == 0 && !undo)
 		zb_conn_hold_watch(c, kind, name, slot, word);
 	return r;
 }
 
-ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
-				       const struct zbus_sub *sub)
+static int watch_sub(struct zbus_conn *c, const char *name,
+		     const struct zbus_sub *sub, int undo)
 {
 	uint32_t slot, word;
 
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	zb_sub_identity(sub, &slot, &word);
-	return register_watch(c, ZB_WATCH_SUB, name, slot, word);
+	return watch_slot(c, ZB_WATCH_SUB, undo, name, slot, word);
 }
 
-ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
-				       const struct zbus_pub *pub)
+static int watch_pub(struct zbus_conn *c, const char *name,
+		     const struct zbus_pub *pub, int undo)
 {
 	uint32_t slot, word;
 
 	if (!c || !pub || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	zb_pub_identity(pub, &slot, &word);
-	return register_watch(c, ZB_WATCH_PUB, name, slot, word);
+	return watch_slot(c, ZB_WATCH_PUB, undo, name, slot, word);
+}
+
+ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,
+				       const struct zbus_sub *sub)
+{
+	return watch_sub(c, name, sub, 0);
+}
+
+ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *c, const char *name,
+				       const struct zbus_pub *pub)
+{
+	return watch_pub(c, name, pub, 0);
+}
+
+ZBUS_EXPORT int zbus_conn_unregister_sub(struct zbus_conn *c,
+					 const char *name,
+					 const struct zbus_sub *sub)
+{
+	return watch_sub(c, name, sub, 1);
+}
+
+ZBUS_EXPORT int zbus_conn_unregister_pub(struct zbus_conn *c,
+					 const char *name,
+					 const struct zbus_pub *pub)
+{
+	return watch_pub(c, name, pub, 1);
+}
+
+/*
+ * Stat @name and have @fill turn the entries of one of its lists (@count
+ * of them) into a malloc()ed array of @each-byte elements.
+ * Return: the array (NULL when none, or on failure); *@n: the number of
+ * entries, or -errno.
+ */
+static void *stat_list(struct zbus_conn *c, const char *name, size_t each,
+		       size_t (*count)(const Zbusctl__ChannelInfo *),
+		       void (*fill)(const Zbusctl__ChannelInfo *, void *),
+		       int *n)
+{
+	Zbusctl__Reply *rep;
+	void *v = NULL;
+	size_t k;
+
+	*n = !c || !zb_ctl_name_valid(name) ? -EINVAL :
+					      stat_request(c, name, &rep);
+	if (*n < 0)
+		return NULL;
+	k = count(rep->channel);
+	if (k && !(v = calloc(k, each)))
+		*n = -ENOMEM;
+	else if (k)
+		fill(rep->channel, v);
+	if (*n == 0)
+		*n = (int)k;
+	zbusctl__reply__free_unpacked(rep, NULL);
+	return v;
+}
+
+static size_t count_subs(const Zbusctl__ChannelInfo *ci)
+{
+	return ci->n_subscriber;
+}
+
+static void fill_subs(const Zbusctl__ChannelInfo *ci, void *out)
+{
+	struct zbus_sub_stat *v = out;
+
+	for (size_t i = 0; i < ci->n_subscriber; i++) {
+		const Zbusctl__SubscriberInfo *si = ci->subscriber[i];
+
+		v[i].slot = si->slot;
+		v[i].pid = si->pid;
+		v[i].policy = si->policy;
+		v[i].uid = si->uid;
+		v[i].lag = si->lag;
+		v[i].missed = si->missed;
+		v[i].rate = si->rate;
+	}
+}
+
+static size_t count_pubs(const Zbusctl__ChannelInfo *ci)
+{
+	return ci->n_publisher;
+}
+
+static void fill_pubs(const Zbusctl__ChannelInfo *ci, void *out)
+{
+	struct zbus_pub_stat *v = out;
+
+	for (size_t i = 0; i < ci->n_publisher; i++) {
+		const Zbusctl__PublisherInfo *pi = ci->publisher[i];
+
+		v[i].slot = pi->slot;
+		v[i].pid = pi->pid;
+		v[i].uid = pi->uid;
+		v[i].flags = pi->exclusive ? ZBUS_PUB_EXCLUSIVE : 0;
+		v[i].published = pi->published;
+		v[i].rate = pi->rate;
+	}
 }
 
 ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *c, const char *name,
 				      struct zbus_sub_stat **out)
 {
-	struct zbus_sub_stat *v = NULL;
-	Zbusctl__Reply *rep;
-	size_t n;
-	int r;
+	int n = -EINVAL;
 
-	if (!c || !out || !zb_ctl_name_valid(name))
-		return -EINVAL;
-	r = stat_request(c, name, &rep);
-	if (r < 0)
-		return r;
-	n = rep->channel->n_subscriber;
-	if (n) {
-		v = calloc(n, sizeof(*v));
-		if (!v) {
-			zbusctl__reply__free_unpacked(rep, NULL);
-			return -ENOMEM;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		const Zbusctl__SubscriberInfo *si = rep->channel->subscriber[i];
+	if (out)
+		*out = stat_list(c, name, sizeof(**out), count_subs,
+				 fill_subs, &n);
+	return n;
+}
 
-		v[i].slot = si->slot;
-		v[i].pid = si->pid;
-		v[i].policy = si->policy;
-		v[i].lag = si->lag;
-	}
-	zbusctl__reply__free_unpacked(rep, NULL);
-	*out = v;
-	return (int)n;
+ZBUS_EXPORT int zbus_conn_publishers(struct zbus_conn *c, const char *name,
+				     struct zbus_pub_stat **out)
+{
+	int n = -EINVAL;
+
+	if (out)
+		*out = stat_list(c, name, sizeof(**out), count_pubs,
+				 fill_pubs, &n);
+	return n;
 }

@@ -63,8 +63,10 @@ int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req,
 		    const struct zb_fds *send, Zbusctl__Reply **rep,
 		    struct zb_fds *fds);
 /* Ask the broker to watch @slot (holding @word) of channel @name, per
- * @kind (Subscribe or RegisterPublisher). Return: as zb_conn_request(). */
-int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+ * @kind (Subscribe or RegisterPublisher), or with @undo to stop and free
+ * the slot (Unsubscribe, UnregisterPublisher).
+ * Return: as zb_conn_request(). */
+int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
 		  const char *name, uint32_t slot, uint32_t word);
 /* Connect @c->sock (starting a broker if allowed) and say hello. */
 int zb_conn_connect(struct zbus_conn *c);
@@ -75,6 +77,8 @@ void zb_conn_hold_channel(struct zbus_conn *c, const char *name,
 			  const struct zb_fds *fds);
 void zb_conn_drop_channel(struct zbus_conn *c, const char *name);
 void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+			const char *name, uint32_t slot, uint32_t word);
+void zb_conn_drop_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 			const char *name, uint32_t slot, uint32_t word);
 void zb_conn_release_held(struct zbus_conn *c);
 

@@ -20,7 +20,7 @@
  *   | struct zb_ctl              128 B     |  claim {seq,pos}, publisher ids
  *   +--------------------------------------+  hdr.pubs_off
  *   | struct zb_pub_slot  × max_pubs 128 B |  each written by its publisher:
- *   |                                      |  the loans it holds
+ *   |                                      |  the loans it holds, a count
  *   +--------------------------------------+  hdr.ring_off
  *   | struct zb_desc × ring_capacity  32 B |  message descriptors (seqlock)
  *   +--------------------------------------+  hdr.arena_off (page aligned)
@@ -61,7 +61,9 @@
 #define ZB_LAYOUT_MAGIC 0x314e48435355425aull /* "ZBUSCHN1" little-endian */
 #define ZB_STATE_MAGIC 0x314154535355425aull  /* "ZBUSSTA1" little-endian */
 /* 2: publisher slots, and commit words that the broker may pad.
- * 3: what subscribers write moved to a state segment of its own. */
+ * 3: what subscribers write moved to a state segment of its own; each
+ *    publisher counts its messages in its slot, where the loans moved (and
+ *    became 13); each subscriber counts its losses in its slot. */
 #define ZB_LAYOUT_MAJOR 3
 #define ZB_LAYOUT_MINOR 0
 #define ZB_INCOMPAT_KNOWN 0ull /* no incompat feature defined yet */
@@ -240,8 +242,10 @@ ZB_FIELD(zb_sub_ctl, reserved, 40, 88);
  *
  *  0      4       8      12     16         24         32        40     48
  *  | state|policy | pid  |futex | cons_seq | cons_pos | wait_seq | gen  |
- *  48                                                               128
- *  | reserved                                                         |
+ *  48       56                                                      128
+ *  | missed | reserved                                                |
+ *
+ * missed is for the broker's statistics only: nobody acts on it.
  */
 struct zb_sub_slot {
 	uint32_t state;     /*   0 ZB_SLOT_* | generation (see above) */
@@ -252,7 +256,8 @@ struct zb_sub_slot {
 	uint64_t cons_pos;  /*  24 every arena byte below is released */
 	uint64_t wait_seq;  /*  32 seq + 1 it sleeps for; 0: awake */
 	uint64_t gen;       /*  40 bumped at each join */
-	uint8_t reserved[80]; /* 48 */
+	uint64_t missed;    /*  48 lost so far, stored at each release */
+	uint8_t reserved[72]; /* 56 */
 };
 _Static_assert(sizeof(struct zb_sub_slot) == 128, "zb_sub_slot size");
 ZB_FIELD(zb_sub_slot, state, 0, 4);
@@ -263,7 +268,8 @@ ZB_FIELD(zb_sub_slot, cons_seq, 16, 8);
 ZB_FIELD(zb_sub_slot, cons_pos, 24, 8);
 ZB_FIELD(zb_sub_slot, wait_seq, 32, 8);
 ZB_FIELD(zb_sub_slot, gen, 40, 8);
-ZB_FIELD(zb_sub_slot, reserved, 48, 80);
+ZB_FIELD(zb_sub_slot, missed, 48, 8);
+ZB_FIELD(zb_sub_slot, reserved, 56, 72);
 
 /*
  * Publisher slots. A publisher takes one at start (same state word and
@@ -271,15 +277,19 @@ ZB_FIELD(zb_sub_slot, reserved, 48, 80);
  * holds, so that when it dies the broker pads exactly those sequence
  * numbers and the stream goes on (see reclaim.c).
  */
-#define ZB_PUB_LOANS 14u           /* loans recorded per publisher */
+#define ZB_PUB_LOANS 13u           /* loans recorded per publisher */
 #define ZB_PUB_SLOT_EXCLUSIVE 0x1u /* it holds ZB_PUB_EXCLUSIVE_MARK */
 
 /*
  * struct zb_pub_slot - one publisher, written by it alone (the broker
  * reads it once the publisher is dead and frees it with a CAS on state).
  *
- *  0      4       8      12     16                                  128
- *  | state| flags | pid  | id   | loans[14]: seq + 1 of a loan, 0 empty |
+ *  0      4       8      12     16          24                       128
+ *  | state| flags | pid  | id   | published | loans[13]: seq + 1 of a |
+ *  |      |       |      |      |           | loan, 0 empty           |
+ *
+ * published counts the messages it committed, for the broker's statistics
+ * only: nobody acts on it.
  *
  * A loan is recorded before its claim becomes visible (exclusive
  * publishers) or right after the claim CAS succeeds (shared ones: a
@@ -291,14 +301,16 @@ struct zb_pub_slot {
 	uint32_t flags;   /*   4 ZB_PUB_SLOT_* */
 	uint32_t pid;     /*   8 informational only, never trusted */
 	uint32_t pub_id;  /*  12 the id in its descriptors */
-	uint64_t loans[ZB_PUB_LOANS]; /* 16 */
+	uint64_t published; /* 16 messages committed so far */
+	uint64_t loans[ZB_PUB_LOANS]; /* 24 */
 };
 _Static_assert(sizeof(struct zb_pub_slot) == 128, "zb_pub_slot size");
 ZB_FIELD(zb_pub_slot, state, 0, 4);
 ZB_FIELD(zb_pub_slot, flags, 4, 4);
 ZB_FIELD(zb_pub_slot, pid, 8, 4);
 ZB_FIELD(zb_pub_slot, pub_id, 12, 4);
-ZB_FIELD(zb_pub_slot, loans, 16, 112);
+ZB_FIELD(zb_pub_slot, published, 16, 8);
+ZB_FIELD(zb_pub_slot, loans, 24, 104);
 
 /* Descriptor flags. */
 #define ZB_DESC_ABANDONED 0x1u /* loan given back: no message */

@@ -10,6 +10,17 @@
 #include "layout.h"
 #include "ring.h"
 #include "util.h"
+#include "zbus/zbus.h"
+
+/*
+ * How far a subscriber that released up to @released is behind
+ * @published. One that says it released more than was published (read
+ * after the claim, or a lie) is not behind.
+ */
+static uint64_t lag_of(uint64_t published, uint64_t released)
+{
+	return (int64_t)(published - released) > 0 ? published - released : 0;
+}
 
 void zb_live_read(const struct zbus_channel *ch, struct zb_live *out)
 {
@@ -21,17 +32,48 @@ void zb_live_read(const struct zbus_channel *ch, struct zb_live *out)
 	out->publishers = pubs & ZB_PUB_EXCLUSIVE_MARK ? 1 : pubs;
 	for (uint32_t i = 0; i < seg->g.max_subs && i < 256; i++) {
 		const struct zb_sub_slot *sl = &seg->slots[i];
+		uint32_t word = zb_load32(&sl->state);
 		struct zb_live_sub *o;
 
-		if ((zb_load32(&sl->state) & ZB_SLOT_STATE_MASK) !=
-		    ZB_SLOT_ACTIVE)
+		if ((word & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE)
 			continue;
 		o = &out->sub[out->subscribers++];
 		o->slot = i;
+		o->word = word;
 		o->pid = zb_load32(&sl->pid);
 		o->policy = zb_load32(&sl->policy);
-		o->lag = out->published - zb_load64(&sl->cons_seq);
+		o->released = zb_load64(&sl->cons_seq);
+		o->lag = lag_of(out->published, o->released);
+		o->missed = zb_load64(&sl->missed);
+		/* What producers wait for: a reliable subscriber's lag, as
+		 * far as they heed it (within one ring, see scan_limits()). */
+		if (o->policy == ZBUS_RELIABLE &&
+		    o->lag <= seg->g.ring_capacity && o->lag > out->depth)
+			out->depth = o->lag;
 	}
+}
+
+uint32_t zb_live_pubs(const struct zbus_channel *ch, struct zb_live_pub *out,
+		      uint32_t max)
+{
+	const struct zb_segment *seg = &ch->seg;
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < seg->g.max_pubs && n < max; i++) {
+		const struct zb_pub_slot *sl = &seg->pubs[i];
+		uint32_t word = zb_load32_acquire(&sl->state);
+
+		if ((word & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE)
+			continue;
+		out[n++] = (struct zb_live_pub){
+			.slot = i,
+			.word = word,
+			.pid = zb_load32(&sl->pid),
+			.flags = zb_load32(&sl->flags),
+			.published = zb_load64(&sl->published),
+		};
+	}
+	return n;
 }
 
 uint32_t zb_live_slot_word(const struct zbus_channel *ch, uint32_t idx)

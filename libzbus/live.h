@@ -12,19 +12,35 @@ struct zbus_channel;
 
 struct zb_live_sub {
 	uint32_t slot;
+	uint32_t word;     /* its state word: ACTIVE | generation */
 	uint32_t pid;      /* as the subscriber wrote it */
 	uint32_t policy;
+	uint64_t released; /* its cons_seq: every seq below is released */
 	uint64_t lag;      /* claimed but not yet released by it */
+	uint64_t missed;   /* as the subscriber wrote it */
 };
 
 struct zb_live {
 	uint64_t published;   /* claim_seq */
+	uint64_t depth;       /* the largest lag of a reliable subscriber */
 	uint32_t publishers;
 	uint32_t subscribers;
 	struct zb_live_sub sub[256];
 };
 
+struct zb_live_pub {
+	uint32_t slot;
+	uint32_t word;      /* its state word: ACTIVE | generation */
+	uint32_t pid;       /* as the publisher wrote it */
+	uint32_t flags;     /* ZB_PUB_SLOT_* */
+	uint64_t published; /* as the publisher wrote it */
+};
+
 void zb_live_read(const struct zbus_channel *ch, struct zb_live *out);
+/* The active publishers of @ch, at most @max of them, into @out.
+ * Return: how many. */
+uint32_t zb_live_pubs(const struct zbus_channel *ch, struct zb_live_pub *out,
+		      uint32_t max);
 /* The state word of subscriber slot @idx (0 if out of range). */
 uint32_t zb_live_slot_word(const struct zbus_channel *ch, uint32_t idx);
 /* The state word of publisher slot @idx (0 if out of range). */

@@ -94,6 +94,23 @@ void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 	pthread_mutex_unlock(&c->lock);
 }
 
+void zb_conn_drop_watch(struct zbus_conn *c, enum zb_watch_kind kind,
+			const char *name, uint32_t slot, uint32_t word)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->nwatches;) {
+		const struct zb_held_watch *w = &c->watches[i];
+
+		if (w->kind != kind || w->slot != slot || w->word != word ||
+		    strcmp(w->name, name)) {
+			i++;
+			continue;
+		}
+		c->watches[i] = c->watches[--c->nwatches];
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 void zb_conn_release_held(struct zbus_conn *c)
 {
 	for (size_t i = 0; i < c->nchannels; i++)
@@ -128,7 +145,7 @@ static int adopt(struct zbus_conn *c, size_t i)
 static int rewatch(struct zbus_conn *c, size_t i)
 {
 	const struct zb_held_watch *w = &c->watches[i];
-	int r = zb_conn_watch(c, w->kind, w->name, w->slot, w->word);
+	int r = zb_conn_watch(c, w->kind, 0, w->name, w->slot, w->word);
 
 	return r == 0 || (r != -ENOENT && r != -ESTALE && r != -EACCES);
 }

@@ -25,6 +25,7 @@ struct zb_ring_pub {
 	uint64_t limit_pos; /* claims ending at or before limit_pos are safe */
 	uint64_t next_seq;  /* exclusive: the claim, kept privately */
 	uint64_t next_pos;
+	uint64_t published; /* messages committed: slot->published's source */
 };
 
 struct zb_claim {
@@ -53,7 +54,8 @@ void zb_ring_pub_fini(struct zb_ring_pub *p);
 int zb_ring_claim(struct zb_ring_pub *p, uint64_t size, struct zb_claim *c);
 /*
  * zb_ring_commit() - make @c's descriptor visible with @len bytes and
- * @flags, wake sleepers, and forget the loan's record.
+ * @flags, wake sleepers, forget the loan's record, and count a message
+ * published (not an abandoned loan) in our slot.
  * Return: 0; -ECANCELED when the commit word already says seq or later
  * (the broker padded the claim, or a later lap overtook it): nothing of
  * ours is visible; -EBUSY when the commit word keeps changing under us (a

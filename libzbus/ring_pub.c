@@ -75,6 +75,7 @@ static int take_slot(struct zb_ring_pub *p)
 			continue;
 		for (uint32_t j = 0; j < ZB_PUB_LOANS; j++)
 			zb_store64(&sl->loans[j], 0);
+		zb_store64(&sl->published, 0);
 		zb_store32(&sl->pid, (uint32_t)getpid());
 		p->slot = sl;
 		p->slot_idx = i;
@@ -402,9 +403,14 @@ out:
 	/* After the commit: a record of a committed loan is harmless (the
 	 * broker's pad CAS fails), a missing record of an open one is not. */
 	forget_loan(p, c->rec);
-	if (r == 0)
-		zb_ring_wake_sleepers(p->seg, c->seq);
-	return r;
+	if (r)
+		return r;
+	/* For statistics only: a plain store of our own count (no atomic
+	 * increment on the publish path; nobody else writes it). */
+	if (!(flags & ZB_DESC_ABANDONED))
+		zb_store64(&p->slot->published, ++p->published);
+	zb_ring_wake_sleepers(p->seg, c->seq);
+	return 0;
 }
 
 int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)

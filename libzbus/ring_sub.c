@@ -53,6 +53,7 @@ int zb_ring_sub_join(struct zb_ring_sub *s, struct zb_segment *seg,
 		zb_store32(&sl->pid, (uint32_t)getpid());
 		zb_store64(&sl->wait_seq, 0);
 		zb_store64(&sl->gen, zb_load64(&sl->gen) + 1);
+		zb_store64(&sl->missed, 0);
 		zb_store64(&sl->cons_pos, zb_load64_acquire(&ctl->claim_pos));
 		zb_store64(&sl->cons_seq, zb_load64_acquire(&ctl->claim_seq));
 		/* Release pairs with the acquire in scan_limits(). */
@@ -286,6 +287,8 @@ void zb_ring_release(struct zb_ring_sub *s)
 	 * a producer reading the new seq with an old pos is conservative. */
 	zb_store64_release(&sl->cons_pos, s->read_pos);
 	zb_store64_release(&sl->cons_seq, s->read_seq);
+	/* For statistics only, on the line we just wrote: a plain store. */
+	zb_store64(&sl->missed, s->missed);
 	if (s->policy != ZBUS_RELIABLE)
 		return;
 	/* Dekker with zb_ring_wait_room(): our release before our load of

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_broker.c - zbusd as its clients see it: channels by name between
- * processes, the registry (list, stat, delete), permissions across users,
- * quotas, the wire protocol spoken raw (hello, garbage, truncated and
- * oversized records, unasked fds, clients that do not read or that flood),
- * and the broker's lifecycle (stale sockets, SIGTERM, autostart).
+ * processes, the registry (list, stat, delete), statistics (publishers and
+ * subscribers with their pids, uids, counts and rates), permissions across
+ * users, quotas, the wire protocol spoken raw (hello, garbage, truncated
+ * and oversized records, unasked fds, clients that do not read or that
+ * flood), and the broker's lifecycle (stale sockets, SIGTERM, autostart).
  *
  * Each test gets a private directory under /tmp and, in the "broker"
  * suite, its own zbusd in the foreground (stderr to DIR/zbusd.log),
@@ -42,6 +43,7 @@
 #include "../broker/requests.h"
 #include "../broker/server.h"
 #include "channel.h"
+#include "conn.h"
 #include "ctl.h"
 #include "fdpass.h"
 #include "testutil.h"
@@ -998,8 +1000,12 @@ Test(broker, list_and_stat_report_channels)
 	cr_assert_eq(st.publishers, 1);
 	cr_assert_eq(st.subscribers, 1);
 	cr_assert_eq(st.published, 5);
+	cr_assert_eq(st.depth, 5, "the reliable subscriber holds 5");
 	for (uint64_t i = 0; i < 5; i++)
 		recv_filled(s, 100, i);
+	r = zbus_conn_stat(c, "geo-mid", &st);
+	cr_assert_eq(r, 0);
+	cr_assert_eq(st.depth, 0);
 	zbus_pub_free(p);
 	zbus_sub_free(s);
 	r = zbus_conn_stat(c, "geo-mid", &st);
@@ -1065,6 +1071,283 @@ Test(broker, delete_removes_from_registry_but_mappings_live_on)
 	zbus_channel_free(ch2);
 	zbus_channel_free(ch);
 	zbus_conn_free(c2);
+	zbus_conn_free(c);
+}
+
+/* ====================================================================== */
+/* Statistics: who publishes and subscribes, how much, how fast           */
+/* ====================================================================== */
+
+#define TRAFFIC "traffic"
+
+/* A child of the traffic test: commands come in as bytes, reports go out
+ * as a byte or a count. */
+struct traffic_peer {
+	int cmd[2];
+	int report[2];
+	uint64_t count;  /* publisher: messages to send; subscriber: to read */
+	uint32_t policy; /* subscriber */
+	int as_nobody;   /* publisher */
+	pid_t pid;
+};
+
+static int report_count(struct traffic_peer *t, uint64_t n)
+{
+	return write(t->report[1], &n, sizeof(n)) == sizeof(n) ? 0 : -1;
+}
+
+/* Child side: @t->count messages, then a stream until told to stop. */
+static int traffic_publisher(void *arg)
+{
+	struct zbus_pub_opts po = { .timeout_ms = 5000 };
+	struct traffic_peer *t = arg;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_pub *p;
+
+	close(t->cmd[1]);
+	close(t->report[0]);
+	STEP(1, !t->as_nobody || drop_to_nobody(NULL, 0) == 0);
+	STEP(2, conn_open_at(sock_path, &c) == 0);
+	STEP(3, zbus_conn_open_channel(c, TRAFFIC, ZBUS_ACCESS_PUBLISH,
+				       &ch) == 0);
+	STEP(4, zbus_pub_new(ch, &po, &p) == 0);
+	STEP(5, zbus_conn_register_pub(c, TRAFFIC, p) == 0);
+	STEP(6, put_byte(t->report[1]) == 0);
+	STEP(7, get_byte(t->cmd[0]) == 0);
+	for (uint64_t i = 0; i < t->count; i++)
+		STEP(8, zbus_pub_send(p, "counted", 8) == 0);
+	STEP(9, put_byte(t->report[1]) == 0);
+	STEP(10, get_byte(t->cmd[0]) == 0);
+	while (!wait_fd(t->cmd[0], POLLIN, 2))
+		STEP(11, zbus_pub_send(p, "streamed", 9) == 0);
+	zbus_pub_free(p);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+	return 0;
+}
+
+/*
+ * Child side: a reliable subscriber reads @t->count messages as they
+ * come; a lossy one reads nothing until told, and is overrun meanwhile.
+ * Either reports its missed count, then takes the stream off the ring
+ * until told to stop.
+ */
+static int traffic_subscriber(void *arg)
+{
+	struct traffic_peer *t = arg;
+	struct zbus_sub_opts so = { .policy = t->policy };
+	int lossy = t->policy == ZBUS_LOSSY;
+	struct zbus_sub_stats st;
+	struct zbus_channel *ch;
+	struct zbus_msg m[16];
+	struct zbus_conn *c;
+	struct zbus_sub *s;
+	uint64_t got = 0;
+	int n;
+
+	close(t->cmd[1]);
+	close(t->report[0]);
+	STEP(1, conn_open_at(sock_path, &c) == 0);
+	STEP(2, zbus_conn_open_channel(c, TRAFFIC, ZBUS_ACCESS_SUBSCRIBE,
+				       &ch) == 0);
+	STEP(3, zbus_sub_new(ch, &so, &s) == 0);
+	STEP(4, zbus_conn_register_sub(c, TRAFFIC, s) == 0);
+	STEP(5, put_byte(t->report[1]) == 0);
+	STEP(6, !lossy || get_byte(t->cmd[0]) == 0);
+	while (lossy || got < t->count) {
+		n = zbus_sub_recv_batch(s, m, 16, lossy ? 0 : 5000);
+		if (lossy && n == -EAGAIN)
+			break;
+		STEP(7, n > 0);
+		got += (uint64_t)n;
+		zbus_sub_release(s); /* -ESTALE: overrun while held, counted */
+	}
+	STEP(8, zbus_sub_stats(s, &st) == 0 && report_count(t, st.missed) == 0);
+	while (!wait_fd(t->cmd[0], POLLIN, 0)) {
+		n = zbus_sub_recv_batch(s, m, 16, 20);
+		STEP(9, n > 0 || n == -ETIMEDOUT);
+		if (n > 0)
+			zbus_sub_release(s);
+	}
+	zbus_sub_free(s);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+	return 0;
+}
+
+static void traffic_start(struct traffic_peer *t, int (*fn)(void *))
+{
+	cr_assert_eq(pipe2(t->cmd, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(t->report, O_CLOEXEC), 0);
+	t->pid = spawn(fn, t);
+	close(t->cmd[0]);
+	close(t->report[1]);
+}
+
+static void traffic_tell(struct traffic_peer *t)
+{
+	cr_assert_eq(put_byte(t->cmd[1]), 0);
+}
+
+/* Parent side: @t's next report (a byte, or a count into @count). */
+static void traffic_expect(struct traffic_peer *t, uint64_t *count)
+{
+	size_t want = count ? sizeof(*count) : 1;
+	uint8_t buf[sizeof(*count)];
+	int got = wait_fd(t->report[0], POLLIN, 10000) &&
+		  read(t->report[0], buf, want) == (ssize_t)want;
+
+	bk_assert(got, "child %d did not report", (int)t->pid);
+	if (count)
+		memcpy(count, buf, sizeof(*count));
+}
+
+static void traffic_stop(struct traffic_peer *t, const char *who)
+{
+	traffic_tell(t);
+	reap_ok(t->pid, who);
+	close(t->cmd[1]);
+	close(t->report[0]);
+}
+
+static const struct zbus_pub_stat *pub_stat_of(const struct zbus_pub_stat *v,
+						int n, pid_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i].pid == (uint32_t)pid)
+			return &v[i];
+	cr_assert_fail("no publisher of pid %d in the stat", (int)pid);
+	return NULL;
+}
+
+static const struct zbus_sub_stat *sub_stat_of(const struct zbus_sub_stat *v,
+						int n, pid_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i].pid == (uint32_t)pid)
+			return &v[i];
+	cr_assert_fail("no subscriber of pid %d in the stat", (int)pid);
+	return NULL;
+}
+
+/* Every rate the traffic test looks at is above zero. */
+static int traffic_rates_seen(struct zbus_conn *c, const pid_t *pids)
+{
+	struct zbus_channel_stat st;
+	struct zbus_pub_stat *pubs;
+	struct zbus_sub_stat *subs;
+	int np = zbus_conn_publishers(c, TRAFFIC, &pubs);
+	int ns = zbus_conn_subscribers(c, TRAFFIC, &subs);
+	int seen = np == 2 && ns == 3 && zbus_conn_stat(c, TRAFFIC, &st) == 0 &&
+		   st.publish_rate > 0;
+
+	for (int i = 0; seen && i < 4; i++)
+		seen = i < 2 ? pub_stat_of(pubs, np, pids[i])->rate > 0 :
+			       sub_stat_of(subs, ns, pids[i])->rate > 0;
+	free(pubs);
+	free(subs);
+	return seen;
+}
+
+Test(broker, stat_names_publishers_and_subscribers_with_counts_and_rates)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+						       .ring_capacity = 16 },
+					  .mode = 0666 };
+	struct traffic_peer pa = { .count = 100 },
+			    pb = { .count = 200, .as_nobody = !geteuid() },
+			    rel = { .count = 300, .policy = ZBUS_RELIABLE },
+			    lossy = { .policy = ZBUS_LOSSY };
+	struct zbus_sub_opts so = { .policy = ZBUS_LOSSY };
+	uint32_t me = (uint32_t)geteuid(), uid_b = pb.as_nobody ? NOBODY : me;
+	const struct zbus_pub_stat *ps;
+	const struct zbus_sub_stat *ss;
+	struct zbus_channel_stat st;
+	struct zbus_pub_stat *pubs;
+	struct zbus_sub_stat *subs;
+	uint64_t rel_missed, lossy_missed, end;
+	struct zbus_channel *ch;
+	struct zbus_conn *c = conn();
+	struct zbus_sub *mine;
+	pid_t pids[4];
+	int n, r;
+
+	r = zbus_conn_create(c, TRAFFIC, &cp, &ch);
+	bk_assert(r == 0, "create: %s", zbus_strerror(r));
+	/* Ours is not registered: nobody's uid is known for it. */
+	cr_assert_eq(zbus_sub_new(ch, &so, &mine), 0);
+	traffic_start(&rel, traffic_subscriber);
+	traffic_start(&lossy, traffic_subscriber);
+	traffic_expect(&rel, NULL);
+	traffic_expect(&lossy, NULL);
+	traffic_start(&pa, traffic_publisher);
+	traffic_start(&pb, traffic_publisher);
+	traffic_expect(&pa, NULL);
+	traffic_expect(&pb, NULL);
+	traffic_tell(&pa);
+	traffic_tell(&pb);
+	traffic_expect(&pa, NULL);
+	traffic_expect(&pb, NULL);
+	traffic_expect(&rel, &rel_missed);
+	traffic_tell(&lossy);
+	traffic_expect(&lossy, &lossy_missed);
+	cr_assert_eq(rel_missed, 0);
+	cr_assert_gt(lossy_missed, 0, "a ring of 16 did not overrun it");
+
+	n = zbus_conn_publishers(c, TRAFFIC, &pubs);
+	bk_assert(n == 2, "publishers: %d (%s)", n, zbus_strerror(n));
+	ps = pub_stat_of(pubs, n, pa.pid);
+	cr_expect_eq(ps->published, 100);
+	cr_expect_eq(ps->uid, me);
+	cr_expect_eq(ps->flags, 0);
+	ps = pub_stat_of(pubs, n, pb.pid);
+	cr_expect_eq(ps->published, 200);
+	cr_expect_eq(ps->uid, uid_b, "uid %u, not %u", ps->uid, uid_b);
+	free(pubs);
+
+	n = zbus_conn_subscribers(c, TRAFFIC, &subs);
+	bk_assert(n == 3, "subscribers: %d (%s)", n, zbus_strerror(n));
+	ss = sub_stat_of(subs, n, rel.pid);
+	cr_expect_eq(ss->policy, ZBUS_RELIABLE);
+	cr_expect_eq(ss->uid, me);
+	cr_expect_eq(ss->missed, 0);
+	cr_expect_eq(ss->lag, 0);
+	ss = sub_stat_of(subs, n, lossy.pid);
+	cr_expect_eq(ss->policy, ZBUS_LOSSY);
+	cr_expect_eq(ss->uid, me);
+	cr_expect_eq(ss->missed, lossy_missed);
+	cr_expect_eq(ss->lag, 0, "it read up to the end");
+	ss = sub_stat_of(subs, n, getpid());
+	cr_expect_eq(ss->uid, ZBUS_UID_UNKNOWN);
+	cr_expect_eq(ss->lag, 300);
+	free(subs);
+
+	cr_assert_eq(zbus_conn_stat(c, TRAFFIC, &st), 0);
+	cr_expect_eq(st.published, 300);
+	cr_expect_eq(st.publishers, 2);
+	cr_expect_eq(st.subscribers, 3);
+	cr_expect_eq(st.depth, 0, "only a lossy subscriber lags");
+
+	/* A stream: the broker samples once a second, a rate needs two. */
+	traffic_tell(&pa);
+	traffic_tell(&pb);
+	pids[0] = pa.pid;
+	pids[1] = pb.pid;
+	pids[2] = rel.pid;
+	pids[3] = lossy.pid;
+	end = now_ms() + 5000;
+	while (!traffic_rates_seen(c, pids) && now_ms() < end)
+		sleep_ms(100);
+	cr_expect(traffic_rates_seen(c, pids),
+		  "some rate stayed 0 for 5 s of traffic");
+
+	traffic_stop(&pa, "publisher A");
+	traffic_stop(&pb, "publisher B");
+	traffic_stop(&rel, "the reliable subscriber");
+	traffic_stop(&lossy, "the lossy subscriber");
+	zbus_sub_free(mine);
+	zbus_channel_free(ch);
 	zbus_conn_free(c);
 }
 
@@ -1252,6 +1535,87 @@ Test(broker, group_bits_apply_to_supplementary_groups)
 	zbus_conn_free(c);
 	check_child(few, "the group 0 child");
 	check_child(many, "the child in 70 groups");
+}
+
+/* ====================================================================== */
+/* Unregistering                                                          */
+/* ====================================================================== */
+
+Test(broker, unregistering_is_for_what_the_asker_or_its_user_registered)
+{
+	struct zbus_conn *c = conn(), *c2 = conn();
+	struct zbus_channel *a = create(c, "unreg-a", 0600),
+			    *b = create(c, "unreg-b", 0600);
+	struct zbus_sub *s = sub_of(a), *t = sub_of(a);
+	struct zbus_channel_stat st;
+	size_t held;
+
+	cr_assert_eq(zbus_conn_unregister_sub(c, "nowhere", s), -ENOENT);
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-a", s), -ENOENT,
+		     "nobody registered it");
+	cr_assert(strstr(zbus_conn_error(c), "not registered"), "%s",
+		  zbus_conn_error(c));
+	cr_assert_eq(zbus_conn_register_sub(c, "unreg-a", s), 0);
+	/* Slot 0 of the other channel holds nothing of that word. */
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-b", s), -ESTALE);
+	cr_assert(strstr(zbus_conn_error(c), "does not hold"), "%s",
+		  zbus_conn_error(c));
+	/* Another connection of the same user may. */
+	cr_assert_eq(zbus_conn_unregister_sub(c2, "unreg-a", s), 0, "%s",
+		     zbus_conn_error(c2));
+	cr_assert_eq(zbus_conn_stat(c, "unreg-a", &st), 0);
+	cr_assert_eq(st.subscribers, 1, "only t is left");
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-a", s), -ESTALE,
+		     "once over, it stays over");
+	/* What is unregistered is not registered again after a restart. */
+	cr_assert_eq(zbus_conn_register_sub(c, "unreg-a", t), 0);
+	held = c->nwatches;
+	cr_assert_eq(zbus_conn_unregister_sub(c, "unreg-a", t), 0);
+	cr_assert_eq(c->nwatches, held - 1, "the keeper still holds it");
+	zbus_sub_free(t);
+	zbus_sub_free(s);
+	zbus_channel_free(b);
+	zbus_channel_free(a);
+	zbus_conn_free(c2);
+	zbus_conn_free(c);
+}
+
+/* Child side: try to end root's registered subscription @arg. */
+static int nobody_unregisters(void *arg)
+{
+	const struct zbus_sub *s = arg; /* our copy of the parent's */
+	struct zbus_conn *c;
+
+	STEP(1, drop_to_nobody(NULL, 0) == 0);
+	STEP(2, conn_open_at(sock_path, &c) == 0);
+	STEP(3, zbus_conn_unregister_sub(c, "root-sub", s) == -EACCES);
+	STEP(4, has_number(zbus_conn_error(c), NOBODY));
+	zbus_conn_free(c);
+	return 0;
+}
+
+Test(broker, another_users_registration_cannot_be_unregistered)
+{
+	struct zbus_sub_stat *subs;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *s;
+	int child, n;
+
+	skip_unless_root();
+	c = conn();
+	ch = create(c, "root-sub", 0666);
+	s = sub_of(ch);
+	cr_assert_eq(zbus_conn_register_sub(c, "root-sub", s), 0);
+	child = tu_wait_child(spawn(nobody_unregisters, s), 25);
+	n = zbus_conn_subscribers(c, "root-sub", &subs);
+	check_child(child, "the uid 65534 child");
+	cr_assert_eq(n, 1, "root's subscription was freed by another user");
+	cr_assert_eq(subs[0].uid, 0, "and is still watched for root");
+	free(subs);
+	zbus_sub_free(s);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
 }
 
 /* ====================================================================== */

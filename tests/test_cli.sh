@@ -12,8 +12,12 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/zbus-cli.XXXXXX")
 export ZBUS_SOCKET=$tmp/zbusd.sock
 export ZBUS_NO_AUTOSTART=1
 broker=""
+sub_pid=""
+pub_pid=""
 
 cleanup() {
+	# A check that failed may leave a client waiting: end it too.
+	for p in $sub_pid $pub_pid; do kill -TERM "$p" 2>/dev/null || true; done
 	[[ -n $broker ]] && kill -TERM "$broker" 2>/dev/null && wait "$broker" || true
 	rm -rf "$tmp"
 }
@@ -86,15 +90,38 @@ done
 grep -q "published: *100 messages" "$tmp/stat.out" ||
 	fail "stat fan: $(cat "$tmp/stat.out")"
 
-step "stat lists a running subscriber with its pid and lag"
+step "stat and ls list a running publisher and subscriber: pid, uid, counts, lag, losses, rate"
 subscribe watched "$tmp/watched.out" -n 5
-printf 'one\ntwo\n' | "$zbus" pub watched
-sleep 0.2
+# The publisher reads a fifo that stays open: it lives on between lines.
+mkfifo "$tmp/pub.in"
+"$zbus" pub watched <"$tmp/pub.in" 2>"$tmp/pub.err" &
+pub_pid=$!
+exec 3>"$tmp/pub.in"
+printf 'one\ntwo\n' >&3
+for _ in $(seq 100); do
+	[[ $(wc -l <"$tmp/watched.out") -eq 2 ]] && break
+	sleep 0.05
+done
+uid=$(id -u)
 "$zbus" stat watched >"$tmp/stat2.out"
-grep -Eq "^[0-9]+ +$sub_pid +reliable +[0-9]+$" "$tmp/stat2.out" ||
-	fail "stat does not list subscriber $sub_pid: $(cat "$tmp/stat2.out")"
-printf 'three\nfour\nfive\n' | "$zbus" pub watched
+"$zbus" ls >"$tmp/ls2.out"
+for out in "$tmp/stat2.out" "$tmp/ls2.out"; do
+	grep -Eq "^watched +[0-9]+:[0-9]+ +0600 +1 +1 +0 +[0-9]+\.[0-9] +2 +0$" "$out" ||
+		fail "no channel row (1 pub, 1 sub, depth 0, 2 published): $(cat "$out")"
+	grep -Eq "^  pub +[0-9]+ +$pub_pid +$uid +shared +2 +[0-9]+\.[0-9]$" "$out" ||
+		fail "publisher $pub_pid (uid $uid, 2 published) not listed: $(cat "$out")"
+	grep -Eq "^  sub +[0-9]+ +$sub_pid +$uid +reliable +0 +0 +[0-9]+\.[0-9]$" "$out" ||
+		fail "subscriber $sub_pid (uid $uid, lag 0, missed 0) not listed: $(cat "$out")"
+done
+grep -Eq "^CHANNEL +OWNER +MODE +PUBS +SUBS +DEPTH +MSG/S +PUBLISHED +RECLAIMED$" "$tmp/ls2.out" ||
+	fail "ls header: $(head -1 "$tmp/ls2.out")"
+grep -q "^depth: *0 messages" "$tmp/stat2.out" || fail "stat: no depth"
+printf 'three\nfour\nfive\n' >&3
+exec 3>&-
+wait "$pub_pid" || fail "zbus pub exited $?: $(cat "$tmp/pub.err")"
 wait "$sub_pid" || fail "zbus sub exited $?"
+pub_pid=""
+sub_pid=""
 
 step "errors: one readable line and a non-zero status"
 set +e

@@ -132,9 +132,12 @@ static int log_says(const char *text)
 	return found;
 }
 
+/* What a holding subscriber does once registered, before it holds. */
+enum then { THEN_HOLD, THEN_LEAVE, THEN_UNREGISTER };
+
 /* A child that subscribes reliably, registers, says so, then holds. */
 static pid_t holding_subscriber(const char *name, int *ready_fd,
-				int leave_first)
+				enum then then)
 {
 	int p[2];
 	pid_t pid;
@@ -153,8 +156,12 @@ static pid_t holding_subscriber(const char *name, int *ready_fd,
 		    zbus_sub_new(ch, NULL, &s) ||
 		    zbus_conn_register_sub(c, name, s))
 			_exit(1);
+		/* Lingers on with its subscription, ended for the broker. */
+		if (then == THEN_UNREGISTER &&
+		    zbus_conn_unregister_sub(c, name, s))
+			_exit(3);
 		zbus_conn_free(c); /* the broker watches the process */
-		if (leave_first)
+		if (then == THEN_LEAVE)
 			zbus_sub_free(s);
 		if (write(p[1], &ok, 1) != 1)
 			_exit(2);
@@ -210,7 +217,7 @@ Test(reclaim, sigkill_of_a_holding_subscriber_frees_its_producers_within_100ms)
 	cr_assert_eq(zbus_conn_open(&co, &c), 0);
 	cr_assert_eq(zbus_conn_create(c, "held", &cp, &ch), 0);
 	cr_assert_eq(zbus_sub_new(ch, &so, &live), 0);
-	holder = holding_subscriber("held", &fd, 0);
+	holder = holding_subscriber("held", &fd, THEN_HOLD);
 	wait_ready(fd);
 	cr_assert_eq(zbus_pub_new(ch, &po, &b.pub), 0);
 	for (int i = 0; i < 8; i++)
@@ -248,12 +255,19 @@ Test(reclaim, sigkill_of_a_holding_subscriber_frees_its_producers_within_100ms)
 	zbus_conn_free(c);
 }
 
-Test(reclaim, a_slot_taken_again_is_not_freed_by_the_first_owner_death)
+/*
+ * The first owner of a channel's only subscriber slot registers, ends its
+ * subscription per @then (frees it, or unregisters it and lingers) and
+ * lives on. The slot is free at once; we take it, a new generation of it,
+ * and register it. The first owner's death must free nothing of ours.
+ */
+static void a_later_death_frees_nothing(enum then then)
 {
 	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
 							 .ring_capacity = 8,
 							 .max_subscribers = 1 } };
 	struct zbus_pub_opts po = { .timeout_ms = 0 };
+	struct zbus_sub_stat *subs;
 	struct zbus_channel *ch;
 	struct zbus_conn *c;
 	struct zbus_pub *pub;
@@ -263,11 +277,14 @@ Test(reclaim, a_slot_taken_again_is_not_freed_by_the_first_owner_death)
 
 	cr_assert_eq(zbus_conn_open(&co, &c), 0);
 	cr_assert_eq(zbus_conn_create(c, "reused", &cp, &ch), 0);
-	/* The first owner registers, then leaves cleanly and lives on. */
-	first = holding_subscriber("reused", &fd, 1);
+	first = holding_subscriber("reused", &fd, then);
 	wait_ready(fd);
-	/* Only one slot: we get the one it left, a new generation of it. */
+	cr_assert_eq(zbus_conn_subscribers(c, "reused", &subs), 0,
+		     "the slot was not freed at once");
+	cr_assert(then != THEN_UNREGISTER ||
+		  log_says("unregistered and freed subscriber slot 0"));
 	cr_assert_eq(zbus_sub_new(ch, NULL, &mine), 0);
+	cr_assert_eq(zbus_conn_register_sub(c, "reused", mine), 0);
 	kill(first, SIGKILL);
 	waitpid(first, NULL, 0);
 	usleep(100000); /* the broker has had its chance to get it wrong */
@@ -279,6 +296,50 @@ Test(reclaim, a_slot_taken_again_is_not_freed_by_the_first_owner_death)
 	cr_assert(!log_says("freed its subscription"));
 	zbus_pub_free(pub);
 	zbus_sub_free(mine);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+Test(reclaim, a_slot_taken_again_is_not_freed_by_the_first_owner_death)
+{
+	a_later_death_frees_nothing(THEN_LEAVE);
+}
+
+Test(reclaim, unregistering_frees_the_slot_at_once_and_a_later_death_nothing)
+{
+	a_later_death_frees_nothing(THEN_UNREGISTER);
+}
+
+Test(reclaim, unregistering_a_publisher_frees_its_slot_and_takes_its_loans_back)
+{
+	struct zbus_channel_stat st;
+	struct zbus_sub_stats ss;
+	struct zbus_pub_stat *pubs;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_pub *pub;
+	struct zbus_sub *sub;
+	struct zbus_loan l;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "unpub", NULL, &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	cr_assert_eq(zbus_pub_new(ch, NULL, &pub), 0);
+	cr_assert_eq(zbus_conn_register_pub(c, "unpub", pub), 0);
+	cr_assert_eq(zbus_pub_loan(pub, 8, &l), 0);
+	cr_assert_eq(zbus_conn_unregister_pub(c, "unpub", pub), 0, "%s",
+		     zbus_conn_error(c));
+	cr_assert_eq(zbus_conn_publishers(c, "unpub", &pubs), 0);
+	cr_assert_eq(zbus_conn_stat(c, "unpub", &st), 0);
+	cr_assert_eq(st.publishers, 0);
+	cr_assert_eq(st.reclaimed, 1, "the open loan was not taken back");
+	cr_assert_eq(zbus_sub_recv(sub, NULL, 0, NULL, 0), -EAGAIN);
+	cr_assert_eq(zbus_sub_stats(sub, &ss), 0);
+	cr_assert_eq(ss.reclaimed, 1);
+	/* Done: nothing is left to unregister. */
+	cr_assert_eq(zbus_conn_unregister_pub(c, "unpub", pub), -ESTALE);
+	zbus_pub_free(pub);
+	zbus_sub_free(sub);
 	zbus_channel_free(ch);
 	zbus_conn_free(c);
 }

@@ -243,7 +243,7 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub);
  * Several loans may be outstanding; consumers see messages in loan order,
  * so an old loan that is neither published nor abandoned holds them back
  * until the broker takes it back (after the channel's unblock timeout,
- * see struct zbus_channel_params). The first 14 loans outstanding at once
+ * see struct zbus_channel_params). The first 13 loans outstanding at once
  * are recorded for the broker to take back at once if the process dies;
  * any beyond wait for the timeout.
  *
@@ -618,7 +618,7 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
  * Without it, a killed publisher's open loans hold every subscriber back
  * until the channel's unblock timeout. With it, the broker watches this
  * process (a pidfd) and, when it dies, pads the loans @pub recorded (its
- * first 14 outstanding), frees its publisher slot, and for an exclusive
+ * first 13 outstanding), frees its publisher slot, and for an exclusive
  * publisher lets another one in. Subscribers count the padded messages as
  * lost (zbus_sub_stats.reclaimed). Freeing @pub normally needs nothing
  * more.
@@ -631,8 +631,50 @@ ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *conn,
 				       const char *name,
 				       const struct zbus_pub *pub);
 
+/* The uid in a stat of a slot whose process the broker does not watch. */
+#define ZBUS_UID_UNKNOWN 0xffffffffu
+
+/**
+ * zbus_conn_unregister_sub() - end @sub's registration, and @sub with it
+ * @name: as given to zbus_conn_register_sub()
+ *
+ * For a subscription that is over: the broker stops watching it, this
+ * connection no longer registers it again after a broker restart, and
+ * the broker frees @sub's slot at once, so that a reliable subscription
+ * stops holding producers back even while this process lingers. Free
+ * @sub next with zbus_sub_free(), without receiving from it in between.
+ * Only needed for that promptness: freeing a registered @sub alone is
+ * fine, the broker forgets its watch by itself.
+ *
+ * Only the connection that registered @sub, or one of the same user, may
+ * unregister it.
+ * Return: 0; -ENOENT for an unknown channel, or a subscription nobody
+ * registered; -ESTALE if @sub's slot does not hold it; -EACCES when
+ * another user registered it; transport errors.
+ */
+ZBUS_EXPORT int zbus_conn_unregister_sub(struct zbus_conn *conn,
+					 const char *name,
+					 const struct zbus_sub *sub);
+
+/**
+ * zbus_conn_unregister_pub() - end @pub's registration, and @pub with it
+ *
+ * As zbus_conn_unregister_sub(): the broker stops watching @pub and frees
+ * its publisher slot as a dead publisher's. Publish or abandon its loans
+ * first: any left are taken back (subscribers count them in
+ * zbus_sub_stats.reclaimed). Free @pub next with zbus_pub_free(), without
+ * loaning in between.
+ * Return: as zbus_conn_unregister_sub().
+ */
+ZBUS_EXPORT int zbus_conn_unregister_pub(struct zbus_conn *conn,
+					 const char *name,
+					 const struct zbus_pub *pub);
+
 /**
  * struct zbus_channel_stat - a channel as the broker sees it
+ *
+ * Rates are messages per second over the broker's last sampling interval
+ * (about a second; 0 until it sampled twice).
  */
 struct zbus_channel_stat {
 	char name[256];
@@ -652,20 +694,41 @@ struct zbus_channel_stat {
 	uint64_t reclaimed;   /* claims of dead or stuck producers padded */
 	uint32_t unblock_timeout_ms;
 	uint32_t flags;       /* ZBUS_CHANNEL_SEAL_WRITERS: offered, sealed */
-	uint64_t reserved[2];
+	uint64_t depth;       /* published, not yet released by the slowest
+			       * reliable subscriber (0 without one) */
+	double publish_rate;  /* claims per second */
 };
 
 /**
  * struct zbus_sub_stat - one subscription of a channel, as the broker reads
- * it from the channel (the pid is what the subscriber wrote: informational)
+ * it from the channel (pid and missed are what the subscriber wrote:
+ * informational)
  */
 struct zbus_sub_stat {
 	uint32_t slot;
 	uint32_t pid;
 	uint32_t policy;   /* ZBUS_RELIABLE or ZBUS_LOSSY */
-	uint32_t reserved0;
+	uint32_t uid;      /* of the process the broker watches for it
+			    * (zbus_conn_register_sub()), or ZBUS_UID_UNKNOWN */
 	uint64_t lag;      /* messages published it has not released yet */
-	uint64_t reserved[2];
+	uint64_t missed;   /* as zbus_sub_stats.missed, at its last release */
+	double rate;       /* messages per second it took off the ring */
+};
+
+/**
+ * struct zbus_pub_stat - one publisher of a channel, as the broker reads it
+ * from the channel (pid and published are what the publisher wrote:
+ * informational)
+ */
+struct zbus_pub_stat {
+	uint32_t slot;
+	uint32_t pid;
+	uint32_t uid;       /* of the process the broker watches for it
+			     * (zbus_conn_register_pub()), or ZBUS_UID_UNKNOWN */
+	uint32_t flags;     /* ZBUS_PUB_EXCLUSIVE */
+	uint64_t published; /* messages it published (abandoned loans aside) */
+	double rate;        /* messages per second it published */
+	uint64_t reserved[4];
 };
 
 /**
@@ -676,6 +739,15 @@ struct zbus_sub_stat {
 ZBUS_EXPORT int zbus_conn_subscribers(struct zbus_conn *conn,
 				      const char *name,
 				      struct zbus_sub_stat **out);
+
+/**
+ * zbus_conn_publishers() - the publishers of channel @name
+ * @out: receives a malloc()ed array the caller free()s (NULL when none)
+ * Return: the number of publishers; -ENOENT; -errno.
+ */
+ZBUS_EXPORT int zbus_conn_publishers(struct zbus_conn *conn,
+				     const char *name,
+				     struct zbus_pub_stat **out);
 
 /**
  * zbus_conn_list() - every channel the broker knows
