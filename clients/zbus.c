@@ -475,6 +475,7 @@ static int cmd_stat(struct tool *t, int argc, char **argv)
 		return fail(t, argv[1], r);
 	printf("channel:          %s\n"
 	       "owner:            uid %u gid %u, mode %03o\n"
+	       "writers:          %s\n"
 	       "max message:      %u bytes\n"
 	       "ring:             %u descriptors\n"
 	       "arena:            %llu bytes (segment %llu bytes)\n"
@@ -487,7 +488,11 @@ static int cmd_stat(struct tool *t, int argc, char **argv)
 	       "rate:             %.1f messages/s\n"
 	       "depth:            %llu messages\n"
 	       "reclaimed:        %llu messages\n\n",
-	       st.name, st.owner_uid, st.owner_gid, st.mode, st.max_msg_size,
+	       st.name, st.owner_uid, st.owner_gid, st.mode,
+	       (st.flags & ZBUS_CHANNEL_SEAL_WRITERS) ?
+		       "sealed: only the process that offered it" :
+		       "whoever the mode lets publish",
+	       st.max_msg_size,
 	       st.ring_capacity, (unsigned long long)st.arena_bytes,
 	       (unsigned long long)st.segment_bytes, st.max_subscribers,
 	       st.max_publishers,

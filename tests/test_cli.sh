@@ -89,6 +89,8 @@ done
 "$zbus" stat fan >"$tmp/stat.out"
 grep -q "published: *100 messages" "$tmp/stat.out" ||
 	fail "stat fan: $(cat "$tmp/stat.out")"
+grep -q "^writers: *whoever the mode lets publish" "$tmp/stat.out" ||
+	fail "stat fan: no writers line: $(cat "$tmp/stat.out")"
 
 step "stat and ls list a running publisher and subscriber: pid, uid, counts, lag, losses, rate"
 subscribe watched "$tmp/watched.out" -n 5
