@@ -8,6 +8,7 @@
 #define ZB_CONN_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <sys/un.h>
 
@@ -50,6 +51,7 @@ struct zbus_conn {
 	pthread_t keeper;
 	int keeper_running;
 	int stop_fd;       /* eventfd: written to stop the keeper */
+	sem_t keeper_started; /* posted by the keeper on its first step */
 	uint64_t reconnects;
 };
 

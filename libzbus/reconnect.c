@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,7 @@ static void *keeper_main(void *arg)
 {
 	struct zbus_conn *c = arg;
 
+	sem_post(&c->keeper_started);
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = c->stop_fd, .events = POLLIN },
@@ -234,6 +236,7 @@ int zb_keeper_start(struct zbus_conn *c)
 	c->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (c->stop_fd < 0)
 		return -errno;
+	sem_init(&c->keeper_started, 0, 0);
 	/* The keeper must not take the application's signals. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -244,6 +247,15 @@ int zb_keeper_start(struct zbus_conn *c)
 		c->stop_fd = -1;
 		return -r;
 	}
+	/*
+	 * Return only once the keeper runs its own code (then it sits in
+	 * poll() and allocates nothing). A thread still starting up may hold
+	 * allocator locks (a sanitizer's bookkeeping, TLS): a program that
+	 * forks right after connecting would hand them, held, to its child,
+	 * whose first malloc() then never returns (seen under ASan).
+	 */
+	while (sem_wait(&c->keeper_started) < 0 && errno == EINTR)
+		;
 	c->keeper_running = 1;
 	return 0;
 }
