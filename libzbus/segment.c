@@ -407,7 +407,7 @@ int zb_segment_attach_dup(const int fds[ZB_NFDS], struct zb_segment *seg)
 	struct zb_shm_hdr hdr;
 	struct zb_state_hdr shdr;
 	struct zb_geometry g;
-	uint64_t size, state_size;
+	uint64_t size = 0, state_size = 0; /* set by read_sealed() on success */
 	int seals, state_seals, prot = PROT_READ, r;
 
 	if (!fds)
