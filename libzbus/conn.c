@@ -41,24 +41,6 @@
 
 extern char **environ;
 
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 static int autostart_allowed(const struct zbus_conn_opts *o)
 {
 	const char *env = getenv("ZBUS_NO_AUTOSTART");
@@ -119,7 +101,7 @@ static int connect_started(const char *path, int timeout_ms)
 	int fd;
 
 	for (;;) {
-		fd = connect_to(path);
+		fd = zb_ctl_connect(path);
 		if ((fd != -ENOENT && fd != -ECONNREFUSED) ||
 		    zb_now_ns() >= deadline)
 			return fd;
@@ -296,7 +278,7 @@ int zb_conn_connect(struct zbus_conn *c)
 {
 	int r;
 
-	c->sock = connect_to(c->path);
+	c->sock = zb_ctl_connect(c->path);
 	if ((c->sock == -ENOENT || c->sock == -ECONNREFUSED) &&
 	    c->autostart) {
 		int ms = c->timeout_ms < 0 ? DEFAULT_TIMEOUT_MS : c->timeout_ms;

@@ -22,6 +22,12 @@ int zb_ctl_name_valid(const char *name);
  * Return: 0; -EMSGSIZE when it packs larger than a record; as
  * zb_fdpass_send().
  */
+/*
+ * zb_ctl_connect() - a SOCK_SEQPACKET connection to the broker at @path
+ * (not yet greeted). Return: the socket (CLOEXEC); -errno.
+ */
+int zb_ctl_connect(const char *path);
+
 struct zb_fds;
 int zb_ctl_send(int sock, const ProtobufCMessage *msg,
 		const struct zb_fds *fds);

@@ -194,23 +194,6 @@ static long rss_kib_of(pid_t pid)
 
 /* --- brokers ---------------------------------------------------------- */
 
-static int try_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 /* Child side: become uid/gid NOBODY with exactly @groups. */
 static int drop_to_nobody(const gid_t *groups, size_t n)
 {
@@ -267,7 +250,7 @@ static int wait_answering(const char *sock, pid_t pid, int ms, int *status)
 	uint64_t end = now_ms() + (uint64_t)ms;
 
 	for (;;) {
-		int fd = try_connect(sock);
+		int fd = zb_ctl_connect(sock);
 
 		if (fd >= 0) {
 			close(fd);
@@ -707,7 +690,7 @@ static int raw_open(void)
 	Zbusctl__Request req;
 	Zbusctl__Hello h;
 	Zbusctl__Reply *rep;
-	int s = try_connect(sock_path);
+	int s = zb_ctl_connect(sock_path);
 
 	bk_assert(s >= 0, "connect: %s", strerror(-s));
 	req_hello(&req, &h, 1, ZB_CTL_VERSION);
@@ -1361,7 +1344,7 @@ static int hello_identity(uint32_t *uid, uint32_t *gid)
 	Zbusctl__Request req;
 	Zbusctl__Hello h;
 	Zbusctl__Reply *rep;
-	int s = try_connect(sock_path), r, ok;
+	int s = zb_ctl_connect(sock_path), r, ok;
 
 	if (s < 0)
 		return -1;
@@ -1628,7 +1611,7 @@ Test(broker, request_before_hello_is_eproto)
 	Zbusctl__List l;
 	Zbusctl__Hello h;
 	Zbusctl__Reply *rep;
-	int s = try_connect(sock_path);
+	int s = zb_ctl_connect(sock_path);
 
 	bk_assert(s >= 0, "connect: %s", strerror(-s));
 	req_list(&req, &l, 7);
@@ -1668,7 +1651,7 @@ Test(broker, hello_with_wrong_version_is_eproto)
 	Zbusctl__List l;
 	Zbusctl__Hello h;
 	Zbusctl__Reply *rep;
-	int s = try_connect(sock_path);
+	int s = zb_ctl_connect(sock_path);
 
 	bk_assert(s >= 0, "connect: %s", strerror(-s));
 	req_hello(&req, &h, 3, 99);
@@ -2111,7 +2094,7 @@ static int flood_requests(void *arg)
 	Zbusctl__Hello h;
 	Zbusctl__Reply *rep;
 	uint64_t end = now_ms() + 20000;
-	int s = try_connect(sock_path), inflight = 0, told = 0;
+	int s = zb_ctl_connect(sock_path), inflight = 0, told = 0;
 
 	close(f->started[0]);
 	close(f->stop[1]);
@@ -2485,7 +2468,7 @@ Test(broker, stale_socket_is_replaced_and_a_live_broker_is_never_stolen)
 	tu_wait_child(broker_pid, 5);
 	broker_pid = -1;
 	cr_assert_eq(access(sock_path, F_OK), 0, "the socket file is gone");
-	cr_assert_eq(try_connect(sock_path), -ECONNREFUSED);
+	cr_assert_eq(zb_ctl_connect(sock_path), -ECONNREFUSED);
 	start_broker("third.log");
 	bk_assert(file_contains(log_path, "replacing the stale socket"),
 		  "the new broker does not say it replaced the socket");

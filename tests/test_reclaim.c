@@ -848,16 +848,14 @@ static int raw_adopt(const char *name, int data, int state, char *msg,
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Hello h = ZBUSCTL__HELLO__INIT;
 	Zbusctl__Adopt ad = ZBUSCTL__ADOPT__INIT;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Zbusctl__Reply *rep;
 	uint8_t buf[4096];
 	ssize_t n;
 	int s, status;
 
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	cr_assert_lt(strlen(sock), sizeof(sa.sun_path));
-	memcpy(sa.sun_path, sock, strlen(sock) + 1);
-	cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_lt(strlen(sock), sizeof(((struct sockaddr_un *)0)->sun_path));
+	s = zb_ctl_connect(sock);
+	cr_assert_geq(s, 0, "connect: %s", strerror(-s));
 	h.version = ZB_CTL_VERSION;
 	req.body_case = ZBUSCTL__REQUEST__BODY_HELLO;
 	req.hello = &h;
