@@ -80,7 +80,7 @@ static int channel_to_record(const struct zbd_channel *c,
 		.unblock_timeout_ms = c->unblock_timeout_ms,
 		.state_dev = (uint64_t)sst.st_dev,
 		.state_ino = (uint64_t)sst.st_ino,
-		.sealed = c->sealed,
+		.sealed = zbd_sealed(c),
 	};
 	saved_to_record(&s, rec);
 	rec->name = (char *)c->name; /* not into s, which dies here */

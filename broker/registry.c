@@ -60,14 +60,16 @@ static int subscriber_fd(struct zbus_channel *ch, int sealed)
 
 /* Register @ch (taken over on success) under @name. */
 static int add(struct zbd_registry *r, const char *name,
-	       struct zbus_channel *ch, int sealed, struct zbd_channel **out)
+	       struct zbus_channel *ch, struct zbd_channel **out)
 {
+	struct zbus_channel_info info;
 	struct zbd_channel *c;
 	int fd;
 
 	if (zbd_registry_find(r, name))
 		return -EEXIST;
-	fd = subscriber_fd(ch, sealed);
+	zbus_channel_info(ch, &info);
+	fd = subscriber_fd(ch, !!(info.flags & ZBUS_CHANNEL_SEAL_WRITERS));
 	if (fd < 0)
 		return fd;
 	c = calloc(1, sizeof(*c));
@@ -78,8 +80,7 @@ static int add(struct zbd_registry *r, const char *name,
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->ch = ch;
 	c->sub_fd = fd;
-	c->sealed = sealed;
-	zbus_channel_info(ch, &c->info);
+	c->info = info;
 	c->next = r->head;
 	r->head = c;
 	r->count++;
@@ -121,7 +122,7 @@ int zbd_registry_create(struct zbd_registry *r, const char *name,
 	ret = zbus_channel_create(name, opts, &ch);
 	if (ret < 0)
 		return ret;
-	ret = add(r, name, ch, 0, out);
+	ret = add(r, name, ch, out);
 	if (ret < 0) {
 		zbus_channel_free(ch);
 		return ret;
@@ -135,7 +136,7 @@ int zbd_registry_add_sealed(struct zbd_registry *r, const char *name,
 			    uint32_t policy, const struct zbd_identity *who,
 			    struct zbd_channel **out)
 {
-	int ret = add(r, name, ch, 1, out);
+	int ret = add(r, name, ch, out);
 
 	if (ret == 0)
 		set_new(r, *out, mode, policy, who);
@@ -158,7 +159,7 @@ int zbd_registry_adopt(struct zbd_registry *r, struct zbd_saved_channel *rec,
 	struct zbd_channel *c;
 	int ret;
 
-	ret = add(r, rec->name, ch, rec->sealed, &c);
+	ret = add(r, rec->name, ch, &c);
 	if (ret < 0)
 		return ret;
 	c->id = rec->id;

@@ -28,7 +28,6 @@ struct zbd_channel {
 	char name[256];
 	struct zbus_channel *ch; /* the broker's own mapping */
 	int sub_fd;              /* data memfd for subscribe-only clients */
-	int sealed;              /* offered by its producer: only it writes */
 	struct zbus_channel_info info;
 	uid_t owner_uid;
 	gid_t owner_gid;
@@ -95,6 +94,12 @@ int zbd_registry_adopt(struct zbd_registry *r, struct zbd_saved_channel *rec,
 		       struct zbus_channel *ch, struct zbd_channel **out);
 /* Forget every pending record (the recovery window is over). */
 void zbd_registry_drop_pending(struct zbd_registry *r);
+
+/* Offered by its producer and sealed: only that producer writes @c. */
+static inline int zbd_sealed(const struct zbd_channel *c)
+{
+	return !!(c->info.flags & ZBUS_CHANNEL_SEAL_WRITERS);
+}
 
 /* The unblock timeout in force for @c. */
 uint32_t zbd_unblock_ms(const struct zbd_registry *r,

@@ -82,7 +82,7 @@ static void fill_info(const struct zbd_channel *c, struct reply *rp)
 	ci->depth = live.depth;
 	ci->publish_rate = zbd_publish_rate(c);
 	ci->reclaimed = c->reclaimed;
-	ci->sealed = c->sealed;
+	ci->sealed = zbd_sealed(c);
 	rp->r.body_case = ZBUSCTL__REPLY__BODY_CHANNEL;
 	rp->r.channel = ci;
 }
@@ -134,7 +134,7 @@ static void hand_out(struct zbd_channel *c, uint32_t access,
 static void do_open_existing(struct zbd_client *p, struct zbd_channel *c,
 			     uint32_t access, struct reply *rp)
 {
-	if (c->sealed && (access & ZBUS_ACCESS_PUBLISH)) {
+	if (zbd_sealed(c) && (access & ZBUS_ACCESS_PUBLISH)) {
 		fail(rp, -EACCES, "channel '%s' is sealed: only the process "
 		     "that offered it publishes", c->name);
 		return;

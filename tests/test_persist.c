@@ -205,7 +205,7 @@ static void assert_same(const struct zbd_saved_channel *s,
 	cr_assert_eq(s->state_dev, (uint64_t)sst.st_dev, "%s", c->name);
 	cr_assert_eq(s->state_ino, (uint64_t)sst.st_ino, "%s", c->name);
 	cr_assert_neq(s->state_ino, s->seg_ino, "%s", c->name);
-	cr_assert_eq(s->sealed, c->sealed, "%s", c->name);
+	cr_assert_eq(s->sealed, zbd_sealed(c), "%s", c->name);
 	cr_assert_eq(s->created_unix_ns, c->created_unix_ns, "%s", c->name);
 	cr_assert_neq(s->created_unix_ns, 0, "%s", c->name);
 }
