@@ -50,9 +50,7 @@
 static void recover(struct zbd_server *s, const char *path,
 		    unsigned long window_ms)
 {
-	struct zbd_saved_channel *saved;
-	uint64_t next_id;
-	size_t n;
+	struct zbd_saved_state st;
 	int r;
 
 	if (snprintf(s->state_path, sizeof(s->state_path), "%s.state",
@@ -61,20 +59,24 @@ static void recover(struct zbd_server *s, const char *path,
 		s->state_path[0] = 0;
 		return;
 	}
-	r = zbd_persist_load(s->state_path, &saved, &n, &next_id);
+	r = zbd_persist_load(s->state_path, &st);
 	if (r < 0) {
 		zbd_log("ignoring the saved registry %s: %s", s->state_path,
 			strerror(-r));
 		return;
 	}
-	s->reg.next_id = next_id;
-	if (!n)
-		return;
-	s->reg.pending = saved;
-	s->reg.npending = n;
+	s->reg.next_id = st.next_id;
+	if (!st.nchannels)
+		return; /* and so no watches */
+	s->reg.pending = st.channels;
+	s->reg.npending = st.nchannels;
+	s->reg.pending_watches = st.watches;
+	s->reg.npending_watches = st.nwatches;
 	s->reg.pending_until_ns = zb_now_ns() + window_ms * 1000000ull;
-	zbd_log("recovering %zu channel%s of the previous broker (for %lu "
-		"ms)", n, n == 1 ? "" : "s", window_ms);
+	zbd_log("recovering %zu channel%s and %zu watched process%s of the "
+		"previous broker (for %lu ms)", st.nchannels,
+		st.nchannels == 1 ? "" : "s", st.nwatches,
+		st.nwatches == 1 ? "" : "es", window_ms);
 }
 
 /* --@opt's value (optarg): milliseconds up to a day. Return: 0; -1 with

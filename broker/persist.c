@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "layout.h"
 #include "requests.h"
 #include "util.h"
 #include "zbusd_state.pb-c.h"
@@ -87,6 +88,82 @@ static int channel_to_record(const struct zbd_channel *c,
 	return 0;
 }
 
+static int by_u64(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+
+	return (*x > *y) - (*x < *y);
+}
+
+/* The ids of every channel of @reg, pending ones too, sorted in *@ids. */
+static int channel_ids(const struct zbd_registry *reg, uint64_t **ids,
+		       size_t *n)
+{
+	size_t k = 0;
+
+	*ids = malloc((reg->npending + reg->count + 1) * sizeof(**ids));
+	if (!*ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < reg->npending; i++)
+		(*ids)[k++] = reg->pending[i].id;
+	for (const struct zbd_channel *c = reg->head; c; c = c->next)
+		(*ids)[k++] = c->id;
+	qsort(*ids, k, sizeof(**ids), by_u64);
+	*n = k;
+	return 0;
+}
+
+static void watch_to_record(const struct zbd_saved_watch *w,
+			    Zbusd__SavedWatch *rec)
+{
+	zbusd__saved_watch__init(rec);
+	rec->channel_id = w->channel_id;
+	rec->kind = (uint32_t)w->kind;
+	rec->slot = w->slot;
+	rec->word = w->word;
+	rec->uid = (uint32_t)w->uid;
+	rec->pid = (uint32_t)w->pid;
+	rec->start_time = w->start_time;
+}
+
+/*
+ * The watches of @reg as records in *@recs and *@ptrs (malloc()ed), and
+ * how many in *@n: the pending ones, and the live ones whose channel
+ * @reg still holds (sorted @ids, @nids of them).
+ */
+static int pack_watches(const struct zbd_registry *reg, const uint64_t *ids,
+			size_t nids, Zbusd__SavedWatch **recs,
+			Zbusd__SavedWatch ***ptrs, size_t *n)
+{
+	const struct zbd_watch *w;
+	size_t k = reg->npending_watches;
+
+	for (w = reg->watches; w; w = w->next)
+		k++;
+	if (k > ZBD_MAX_SAVED_WATCHES)
+		return -E2BIG;
+	*recs = calloc(k + 1, sizeof(**recs));
+	*ptrs = calloc(k + 1, sizeof(**ptrs));
+	if (!*recs || !*ptrs)
+		return -ENOMEM;
+	for (k = 0; k < reg->npending_watches; k++)
+		watch_to_record(&reg->pending_watches[k], &(*recs)[k]);
+	for (w = reg->watches; w; w = w->next) {
+		struct zbd_saved_watch sw = {
+			.channel_id = w->channel_id, .kind = w->kind,
+			.slot = w->slot, .word = w->word, .uid = w->uid,
+			.pid = w->pid, .start_time = w->start_time,
+		};
+
+		if (bsearch(&w->channel_id, ids, nids, sizeof(*ids), by_u64))
+			watch_to_record(&sw, &(*recs)[k++]);
+	}
+	for (size_t i = 0; i < k; i++)
+		(*ptrs)[i] = &(*recs)[i];
+	*n = k;
+	return 0;
+}
+
 /* @reg packed into *@buf (malloc()ed) of *@len bytes. */
 static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 			 size_t *len)
@@ -94,8 +171,11 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	Zbusd__State state = ZBUSD__STATE__INIT;
 	_zb_cleanup_free_ Zbusd__SavedChannel *recs = NULL;
 	_zb_cleanup_free_ Zbusd__SavedChannel **ptrs = NULL;
+	_zb_cleanup_free_ Zbusd__SavedWatch *wrecs = NULL;
+	_zb_cleanup_free_ Zbusd__SavedWatch **wptrs = NULL;
+	_zb_cleanup_free_ uint64_t *ids = NULL;
 	const struct zbd_channel *c;
-	size_t n = reg->npending;
+	size_t n = reg->npending, nids, nw;
 	int r;
 
 	/* Pending ones too: a broker that dies while recovering must not
@@ -105,6 +185,11 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	/* A file the next broker would refuse is as bad as none. */
 	if (n > ZBD_MAX_CHANNELS)
 		return -E2BIG;
+	r = channel_ids(reg, &ids, &nids);
+	if (r == 0)
+		r = pack_watches(reg, ids, nids, &wrecs, &wptrs, &nw);
+	if (r < 0)
+		return r;
 	/* n + 1: an empty registry is no reason for calloc() to fail. */
 	recs = calloc(n + 1, sizeof(*recs));
 	ptrs = calloc(n + 1, sizeof(*ptrs));
@@ -124,6 +209,8 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	state.next_id = reg->next_id;
 	state.n_channel = n;
 	state.channel = ptrs;
+	state.n_watch = nw;
+	state.watch = wptrs;
 	state.complete = 1;
 	*len = zbusd__state__get_packed_size(&state);
 	*buf = malloc(*len);
@@ -345,17 +432,79 @@ static int channels_from_state(const Zbusd__State *st,
 	return 0;
 }
 
-int zbd_persist_load(const char *path, struct zbd_saved_channel **out,
-		     size_t *n, uint64_t *next_id)
+static int channel_has_id(const void *key, const void *elem)
+{
+	const uint64_t *id = key;
+	const struct zbd_saved_channel *c = elem;
+
+	return (*id > c->id) - (*id < c->id);
+}
+
+/* @rec, checked against the channels (@ch, @nch, sorted by id), in @w. */
+static int watch_from_record(const Zbusd__SavedWatch *rec,
+			     const struct zbd_saved_channel *ch, size_t nch,
+			     struct zbd_saved_watch *w)
+{
+	const struct zbd_saved_channel *c =
+		bsearch(&rec->channel_id, ch, nch, sizeof(*ch), channel_has_id);
+
+	if (!c || !rec->pid || rec->pid > INT32_MAX ||
+	    (rec->word & ZB_SLOT_STATE_MASK) != ZB_SLOT_ACTIVE)
+		return -EBADMSG;
+	if (rec->kind == ZBD_WATCH_SUB ? rec->slot >= c->max_subscribers :
+	    rec->kind == ZBD_WATCH_PUB ? rec->slot >= c->max_publishers : 1)
+		return -EBADMSG;
+	*w = (struct zbd_saved_watch){
+		.channel_id = rec->channel_id,
+		.kind = (enum zbd_watch_kind)rec->kind,
+		.slot = rec->slot,
+		.word = rec->word,
+		.uid = (uid_t)rec->uid,
+		.pid = (pid_t)rec->pid,
+		.start_time = rec->start_time,
+	};
+	return 0;
+}
+
+/* The watches of @st, checked against @out's channels, into @out. */
+static int watches_from_state(const Zbusd__State *st,
+			      struct zbd_saved_state *out)
+{
+	size_t n = st->n_watch;
+
+	if (n > ZBD_MAX_SAVED_WATCHES)
+		return -EBADMSG;
+	if (n == 0)
+		return 0;
+	out->watches = calloc(n, sizeof(*out->watches));
+	if (!out->watches)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int r = watch_from_record(st->watch[i], out->channels,
+					  out->nchannels, &out->watches[i]);
+
+		if (r < 0)
+			return r;
+	}
+	out->nwatches = n;
+	return 0;
+}
+
+void zbd_saved_state_free(struct zbd_saved_state *st)
+{
+	free(st->channels);
+	free(st->watches);
+	memset(st, 0, sizeof(*st));
+}
+
+int zbd_persist_load(const char *path, struct zbd_saved_state *out)
 {
 	_zb_cleanup_free_ uint8_t *buf = NULL;
 	Zbusd__State *st;
 	size_t len = 0;
 	int r;
 
-	*out = NULL;
-	*n = 0;
-	*next_id = 0;
+	memset(out, 0, sizeof(*out));
 	r = read_state_file(path, &buf, &len);
 	if (r == -ENOENT)
 		return 0; /* never saved: a fresh start */
@@ -364,11 +513,14 @@ int zbd_persist_load(const char *path, struct zbd_saved_channel **out,
 	st = zbusd__state__unpack(NULL, len, buf);
 	if (!st)
 		return -EBADMSG;
-	r = channels_from_state(st, out);
+	r = channels_from_state(st, &out->channels);
 	if (r == 0) {
-		*n = st->n_channel;
-		*next_id = st->next_id;
+		out->nchannels = st->n_channel;
+		out->next_id = st->next_id;
+		r = watches_from_state(st, out);
 	}
 	zbusd__state__free_unpacked(st, NULL);
+	if (r < 0)
+		zbd_saved_state_free(out);
 	return r;
 }

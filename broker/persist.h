@@ -20,10 +20,9 @@
 #define ZBD_PERSIST_VERSION 2             /* State.version written, read */
 #define ZBD_PERSIST_MAX_BYTES (16u << 20) /* larger files are refused */
 
-/* A channel as saved: struct zbd_channel without its mapping. */
-
 /**
- * zbd_persist_save() - write every channel of @reg to @path, atomically
+ * zbd_persist_save() - write every channel and watch of @reg to @path,
+ * atomically
  * @path: the state file; its directory must be writable
  * @reg: the registry, only read
  *
@@ -32,8 +31,11 @@
  * and crashes see the old file or the new one, never a part of either.
  * A symbolic link at @path is replaced, not followed.
  *
- * Return: 0; -E2BIG if @reg holds more channels than zbd_persist_load()
- * accepts; -ENOMEM; -errno of fstat() on a channel's fd, or of creating,
+ * Watches on channels @reg no longer holds are left out: they only wait
+ * for their process to die to be forgotten.
+ *
+ * Return: 0; -E2BIG if @reg holds more channels or watches than
+ * zbd_persist_load() accepts; -ENOMEM; -errno of fstat() on a channel's fd, or of creating,
  * writing, syncing, closing or renaming the file (-EACCES, -ENOSPC, -EIO,
  * -EISDIR...): the new file is then removed and @path left as it was;
  * -errno of opening or syncing the directory after the rename: @path is
@@ -42,31 +44,43 @@
  */
 int zbd_persist_save(const char *path, const struct zbd_registry *reg);
 
+/* What a state file holds. */
+struct zbd_saved_state {
+	struct zbd_saved_channel *channels; /* malloc()ed, sorted by id */
+	size_t nchannels;
+	struct zbd_saved_watch *watches;    /* malloc()ed */
+	size_t nwatches;
+	uint64_t next_id;                   /* the registry's, as saved */
+};
+
+/* Free what zbd_persist_load() gave and zero @st. */
+void zbd_saved_state_free(struct zbd_saved_state *st);
+
 /**
- * zbd_persist_load() - read back the channels zbd_persist_save() wrote
+ * zbd_persist_load() - read back what zbd_persist_save() wrote
  * @path: the state file
- * @out: receives a malloc()ed array of @n channels sorted by id (NULL when
- *       @n is 0), for the caller to free()
- * @n: receives the number of channels
- * @next_id: receives the registry's next_id as saved
+ * @out: receives the channels and watches (NULL arrays when there are
+ *       none), for zbd_saved_state_free()
  *
  * The file is hostile input: every field is checked before it is copied
- * out, and a single bad channel refuses the whole file.
+ * out, and a single bad channel or watch refuses the whole file.
  *
- * Return: 0, also when @path does not exist (a fresh start: @n and
- * @next_id are 0); -ELOOP if @path is a symbolic link, which is never
- * followed; -EPERM if the file is not owned by the effective uid, or is
- * writable by its group or others; -EBADMSG if it is not a regular file,
- * is larger than ZBD_PERSIST_MAX_BYTES, does not unpack, has no version
- * or was cut short, holds more than ZBD_MAX_CHANNELS channels, or any
- * channel has a name zb_ctl_name_valid() refuses or another channel's
- * name, an id of 0, above next_id or another channel's id, a mode above
- * 0777, a policy other than ZBUS_RELIABLE or ZBUS_LOSSY, or a size of 0;
- * -EPROTO if it has another version; -ENOMEM; other -errno of open() or
- * read() (-EACCES, -EIO...). On failure *@out is NULL, @n and @next_id 0.
+ * Return: 0, also when @path does not exist (a fresh start: all zero);
+ * -ELOOP if @path is a symbolic link, which is never followed; -EPERM if
+ * the file is not owned by the effective uid, or is writable by its group
+ * or others; -EBADMSG if it is not a regular file, is larger than
+ * ZBD_PERSIST_MAX_BYTES, does not unpack, has no version or was cut short,
+ * holds more than ZBD_MAX_CHANNELS channels or ZBD_MAX_SAVED_WATCHES
+ * watches, any channel has a name zb_ctl_name_valid() refuses or another
+ * channel's name, an id of 0, above next_id or another channel's id, a
+ * mode above 0777, a policy other than ZBUS_RELIABLE or ZBUS_LOSSY, or a
+ * size of 0, or any watch names no saved channel, a kind other than a
+ * subscriber's or a publisher's, a slot beyond its channel's, a word that
+ * is not an active slot's or a pid of 0; -EPROTO if it has another
+ * version; -ENOMEM; other -errno of open() or read() (-EACCES, -EIO...).
+ * On failure @out is all zero.
  * Thread-safety: any thread.
  */
-int zbd_persist_load(const char *path, struct zbd_saved_channel **out,
-		     size_t *n, uint64_t *next_id);
+int zbd_persist_load(const char *path, struct zbd_saved_state *out);
 
 #endif /* ZBD_PERSIST_H */

@@ -179,6 +179,9 @@ void zbd_registry_drop_pending(struct zbd_registry *r)
 	free(r->pending);
 	r->pending = NULL;
 	r->npending = 0;
+	free(r->pending_watches);
+	r->pending_watches = NULL;
+	r->npending_watches = 0;
 }
 
 void zbd_registry_remove(struct zbd_registry *r, struct zbd_channel *c)

@@ -80,6 +80,10 @@ struct zbd_registry {
 	uint32_t default_unblock_ms; /* --unblock-timeout */
 	struct zbd_saved_channel *pending; /* malloc()ed, npending of them */
 	size_t npending;
+	/* The watches saved on pending channels, restored when their
+	 * channel is brought back (malloc()ed, npending_watches of them). */
+	struct zbd_saved_watch *pending_watches;
+	size_t npending_watches;
 	uint64_t pending_until_ns;   /* then the unclaimed ones are dropped */
 };
 
@@ -92,7 +96,8 @@ struct zbd_saved_channel *zbd_registry_pending(struct zbd_registry *r,
  */
 int zbd_registry_adopt(struct zbd_registry *r, struct zbd_saved_channel *rec,
 		       struct zbus_channel *ch, struct zbd_channel **out);
-/* Forget every pending record (the recovery window is over). */
+/* Forget every pending record and pending watch (the recovery window is
+ * over). */
 void zbd_registry_drop_pending(struct zbd_registry *r);
 
 /* Offered by its producer and sealed: only that producer writes @c. */

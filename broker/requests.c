@@ -400,6 +400,7 @@ static void do_adopt(struct zbd_registry *reg, struct zbd_client *p,
 	zbd_log("client %llu (uid %u) brought channel '%s' back", p->id,
 		(unsigned)p->who.uid, c->name);
 	act->changed = 1;
+	act->adopted = c->id;
 	fill_info(c, rp);
 }
 
@@ -595,6 +596,7 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	struct zbd_channel *c = zb_ctl_name_valid(name) ?
 		zbd_registry_find(reg, name) : NULL;
 	int pub = kind == ZBD_WATCH_PUB;
+	uint32_t holder;
 
 	if (!c) {
 		fail(rp, -ENOENT, "no channel '%s'", name ? name : "");
@@ -609,6 +611,17 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	}
 	if (!slot_holds(c, kind, slot, word)) {
 		fail_stale(rp, c, kind, slot);
+		return;
+	}
+	/* The broker will watch the asking process: the slot must say it is
+	 * that process's, else its death would free another's slot. */
+	holder = pub ? zb_live_pub_pid(c->ch, slot) :
+		       zb_live_slot_pid(c->ch, slot);
+	if (holder != (uint32_t)p->pid && holder != (uint32_t)p->inner_pid) {
+		fail(rp, -EPERM, "%s slot %u of '%s' belongs to pid %u, not "
+		     "to the process that connected (pid %d): each process "
+		     "registers its own", pub ? "publisher" : "subscriber",
+		     slot, c->name, holder, (int)p->pid);
 		return;
 	}
 	act->watch = kind;

@@ -27,12 +27,15 @@ struct zbd_action {
 	uint32_t slot;
 	uint32_t word;
 	int changed; /* the registry changed: save it */
+	uint64_t adopted; /* the id of a channel brought back (Adopt) */
 };
 
 /* A client as the broker knows it: identity from the kernel only. */
 struct zbd_client {
 	unsigned long long id;
-	pid_t pid;
+	pid_t pid;          /* SO_PEERCRED: in the broker's pid namespace */
+	pid_t inner_pid;    /* as the client sees itself (procinfo.h) */
+	uint64_t start_time; /* its start (procinfo.h); 0: unknown */
 	struct zbd_identity who;
 	int said_hello;
 };

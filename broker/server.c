@@ -40,6 +40,7 @@
 #include "log.h"
 #include "live.h"
 #include "persist.h"
+#include "procinfo.h"
 #include "rates.h"
 #include "reclaim.h"
 #include "requests.h"
@@ -223,6 +224,15 @@ static int identify(struct zbd_peer *p)
 	len = sizeof(p->pidfd);
 	if (getsockopt(p->fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) < 0)
 		p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+	/* Read while the pidfd pins the pid. If the process is gone by the
+	 * time the pidfd says so, these may be another's: unused then, its
+	 * pidfd ends the connection at once. */
+	p->c.inner_pid = cred.pid;
+	if (p->pidfd >= 0) {
+		(void)zbd_proc_inner_pid(cred.pid, &p->c.inner_pid);
+		if (zbd_proc_start_time(cred.pid, &p->c.start_time) < 0)
+			p->c.start_time = 0;
+	}
 	return 0;
 }
 
@@ -327,39 +337,24 @@ static void prune_watches(struct zbd_server *s, uid_t uid)
 	}
 }
 
-/* Return: 0; -EDQUOT; -ESRCH (no pidfd for this client); -errno. */
-static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
-		      const struct zbd_action *a)
+/*
+ * Watch @rec's process through @pidfd (taken over, also on failure) and
+ * link it for requests to see. Return: 0; -ENOMEM; -errno of epoll.
+ */
+static int add_watch(struct zbd_server *s, int pidfd,
+		     const struct zbd_watch *rec)
 {
-	struct zbd_slot_watch *w;
+	struct zbd_slot_watch *w = calloc(1, sizeof(*w));
 	int r;
 
-	if (p->pidfd < 0)
-		return -ESRCH;
-	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
-	    ZBD_MAX_WATCHES_PER_UID)
-		prune_watches(s, p->c.who.uid);
-	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
-	    ZBD_MAX_WATCHES_PER_UID)
-		return -EDQUOT;
-	w = calloc(1, sizeof(*w));
-	if (!w)
+	if (!w) {
+		close(pidfd);
 		return -ENOMEM;
-	w->pidfd = fcntl(p->pidfd, F_DUPFD_CLOEXEC, 0);
-	if (w->pidfd < 0) {
-		r = -errno;
-		free(w);
-		return r;
 	}
+	w->pidfd = pidfd;
 	w->w = (struct watch){ W_SLOT, NULL, w };
-	w->rec.kind = a->watch;
-	w->rec.client = p->c.id;
-	w->rec.pid = p->c.pid;
-	w->rec.uid = p->c.who.uid;
-	w->rec.channel_id = a->channel_id;
-	snprintf(w->rec.name, sizeof(w->rec.name), "%s", a->name);
-	w->rec.slot = a->slot;
-	w->rec.word = a->word;
+	w->rec = *rec;
+	w->rec.next = NULL;
 	r = watch_add(s, w->pidfd, &w->w);
 	if (r < 0) {
 		close(w->pidfd);
@@ -367,11 +362,70 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 		return r;
 	}
 	zbd_watch_link(&s->reg.watches, &w->rec);
+	s->watches_changed = 1;
 	return 0;
+}
+
+/*
+ * The watch of the same slot and word on the same process as @a asks, if
+ * there is one: a client that registers again (after a broker restart,
+ * whose recovery already restored the watch) needs no second one.
+ */
+static struct zbd_watch *same_watch(struct zbd_server *s,
+				    const struct zbd_peer *p,
+				    const struct zbd_action *a)
+{
+	struct zbd_watch *w = s->reg.watches;
+
+	while ((w = zbd_watch_find(w, a->channel_id, a->watch, a->slot,
+				   a->word))) {
+		if (w->pid == p->c.pid && w->start_time == p->c.start_time)
+			return w;
+		w = w->next;
+	}
+	return NULL;
+}
+
+/* Return: 0; -EDQUOT; -ESRCH (no pidfd for this client); -errno. */
+static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
+		      const struct zbd_action *a)
+{
+	struct zbd_watch rec, *old;
+	int pidfd;
+
+	if (p->pidfd < 0)
+		return -ESRCH;
+	old = same_watch(s, p, a);
+	if (old) {
+		old->client = p->c.id; /* now this connection's */
+		return 0;
+	}
+	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
+	    ZBD_MAX_WATCHES_PER_UID)
+		prune_watches(s, p->c.who.uid);
+	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
+	    ZBD_MAX_WATCHES_PER_UID)
+		return -EDQUOT;
+	pidfd = fcntl(p->pidfd, F_DUPFD_CLOEXEC, 0);
+	if (pidfd < 0)
+		return -errno;
+	rec = (struct zbd_watch){
+		.kind = a->watch,
+		.channel_id = a->channel_id,
+		.slot = a->slot,
+		.word = a->word,
+		.client = p->c.id,
+		.pid = p->c.pid,
+		.uid = p->c.who.uid,
+		.start_time = p->c.start_time,
+	};
+	snprintf(rec.name, sizeof(rec.name), "%s", a->name);
+	return add_watch(s, pidfd, &rec);
 }
 
 static void unlink_watch(struct zbd_server *s, struct zbd_slot_watch *w)
 {
+	s->watches_changed = 1;
 	zbd_watch_unlink(&s->reg.watches, &w->rec);
 	watch_close(s, w->pidfd);
 	free(w);
@@ -400,6 +454,111 @@ static void reclaim(struct zbd_server *s, struct zbd_slot_watch *sw)
 	unlink_watch(s, sw);
 }
 
+/* The process of saved watch @w died: free its slot as if this broker
+ * had watched it. */
+static void reclaim_saved(struct zbd_channel *c, const struct zbd_saved_watch *w)
+{
+	int n = zbd_free_slot(c, w->kind, w->slot, w->word);
+
+	if (n >= 0 && w->kind == ZBD_WATCH_SUB)
+		zbd_log("pid %d died while no broker watched it: freed its "
+			"subscription (slot %u) on '%s'", (int)w->pid, w->slot,
+			c->name);
+	else if (n >= 0)
+		zbd_log("pid %d died while no broker watched it: freed its "
+			"publisher slot %u on '%s' and padded %d open loan%s",
+			(int)w->pid, w->slot, c->name, n, n == 1 ? "" : "s");
+}
+
+/*
+ * Does the process saved watch @w was made on still run? Its pid with the
+ * start time it had: a pid alone may be another process's by now.
+ * Return: 1, with *@pidfd for it; 0 when it is gone; -errno of
+ * pidfd_open().
+ */
+static int saved_process(const struct zbd_saved_watch *w, int *pidfd)
+{
+	uint64_t start;
+
+	*pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+	if (*pidfd < 0)
+		return errno == ESRCH ? 0 : -errno;
+	/*
+	 * Looked at only now that the pidfd pins what holds the pid: if that
+	 * started when the saved process did, it is that process. /proc may
+	 * also hide it (hidepid) or it may have just exited: then the pidfd
+	 * is the one to tell, and a dead process's fires at once.
+	 */
+	if (w->start_time && zbd_proc_start_time(w->pid, &start) == 0 &&
+	    start != w->start_time) {
+		close(*pidfd);
+		return 0;
+	}
+	return 1;
+}
+
+/* Restore saved watch @w on @c, just brought back: reclaim at once what
+ * its process left if it died meanwhile, else watch it again. */
+static void restore_watch(struct zbd_server *s, struct zbd_channel *c,
+			  const struct zbd_saved_watch *w)
+{
+	struct zbd_watch rec;
+	int pidfd, r;
+
+	if ((w->kind == ZBD_WATCH_SUB ? zb_live_slot_word(c->ch, w->slot) :
+	     zb_live_pub_word(c->ch, w->slot)) != w->word)
+		return; /* freed or taken again since: nothing to watch */
+	r = saved_process(w, &pidfd);
+	if (r == 0) {
+		reclaim_saved(c, w);
+		return;
+	}
+	if (r < 0) {
+		zbd_log("cannot tell whether pid %d (slot %u on '%s') still "
+			"runs: %s; its slot is not watched", (int)w->pid,
+			w->slot, c->name, strerror(-r));
+		return;
+	}
+	rec = (struct zbd_watch){
+		.kind = w->kind,
+		.channel_id = c->id,
+		.slot = w->slot,
+		.word = w->word,
+		.pid = w->pid,
+		.uid = w->uid,
+		.start_time = w->start_time,
+	};
+	snprintf(rec.name, sizeof(rec.name), "%s", c->name);
+	r = add_watch(s, pidfd, &rec);
+	if (r < 0)
+		zbd_log("cannot watch pid %d again (slot %u on '%s'): %s",
+			(int)w->pid, w->slot, c->name, strerror(-r));
+	else
+		zbd_log("pid %d still runs: watching its %s slot %u on '%s' "
+			"again", (int)w->pid, w->kind == ZBD_WATCH_SUB ?
+			"subscriber" : "publisher", w->slot, c->name);
+}
+
+/* Channel @id was brought back: restore the watches saved on it. */
+static void restore_watches(struct zbd_server *s, uint64_t id)
+{
+	struct zbd_registry *reg = &s->reg;
+	struct zbd_channel *c = reg->head;
+
+	while (c && c->id != id)
+		c = c->next;
+	for (size_t i = 0; c && i < reg->npending_watches;) {
+		if (reg->pending_watches[i].channel_id != id) {
+			i++;
+			continue;
+		}
+		restore_watch(s, c, &reg->pending_watches[i]);
+		reg->pending_watches[i] =
+			reg->pending_watches[--reg->npending_watches];
+		s->watches_changed = 1;
+	}
+}
+
 /* Unsubscribe, UnregisterPublisher: forget the watches @a names that are
  * @p's to drop (its connection's, or its uid's). */
 static void unwatch_slot(struct zbd_server *s, const struct zbd_peer *p,
@@ -422,6 +581,7 @@ static void save_state(struct zbd_server *s)
 {
 	int r;
 
+	s->watches_changed = 0;
 	if (!s->state_path[0])
 		return;
 	r = zbd_persist_save(s->state_path, &s->reg);
@@ -534,9 +694,11 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 	r = zbd_answer(&s->reg, &p->c, buf, (size_t)n, &in, &reply, &len,
 		       &fds, &act);
 	zb_fds_close(&in);
-	if (act.changed)
-		save_state(s);
+	if (act.adopted)
+		restore_watches(s, act.adopted);
 	if (r < 0) {
+		if (act.changed || s->watches_changed)
+			save_state(s);
 		drop_peer(s, p, "could not be answered (out of memory)");
 		return -1;
 	}
@@ -558,6 +720,10 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 			}
 		}
 	}
+	/* Saved before the reply: a client told its channel or watch is in
+	 * place can count on a next broker knowing it too. */
+	if (act.changed || s->watches_changed)
+		save_state(s);
 	/*
 	 * Every fd in an unread reply is charged to the broker's user until
 	 * the client reads it, and past RLIMIT_NOFILE the kernel refuses to
@@ -679,6 +845,8 @@ int zbd_server_run(struct zbd_server *s)
 			}
 		}
 		reap_dead(s);
+		if (s->watches_changed)
+			save_state(s); /* reclaimed: not to be done twice */
 	}
 	free(buf);
 	return 0;

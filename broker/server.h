@@ -33,6 +33,7 @@ struct zbd_server {
 	size_t npeers;
 	unsigned long long next_peer_id;
 	char state_path[256]; /* the registry is saved here ("": never) */
+	int watches_changed;  /* since the registry was last saved */
 };
 
 /* Take over @listen_fd (bound, listening); block SIGTERM/SIGINT and watch

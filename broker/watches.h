@@ -29,8 +29,25 @@ struct zbd_watch {
 	unsigned long long client; /* the connection that asked */
 	pid_t pid;                 /* the process watched */
 	uid_t uid;                 /* its uid (SO_PEERCRED) */
+	uint64_t start_time;       /* its start (procinfo.h); 0: unknown */
 	struct zbd_watch *next;
 };
+
+/* A watch as saved for the next broker (persist.h): no connection, no
+ * pidfd, and only the id of its channel. */
+struct zbd_saved_watch {
+	uint64_t channel_id;
+	enum zbd_watch_kind kind;
+	uint32_t slot;
+	uint32_t word;
+	uid_t uid;
+	pid_t pid;
+	uint64_t start_time;
+};
+
+/* More than a broker can hold (ZBD_MAX_WATCHES_PER_UID for each of
+ * ZBD_MAX_PEERS users): a state file with more is refused. */
+#define ZBD_MAX_SAVED_WATCHES (1u << 18)
 
 /*
  * zbd_watch_find() - the first watch from @w on whose channel, kind, slot

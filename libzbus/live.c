@@ -90,6 +90,20 @@ uint32_t zb_live_pub_word(const struct zbus_channel *ch, uint32_t idx)
 	return zb_load32_acquire(&ch->seg.pubs[idx].state);
 }
 
+uint32_t zb_live_slot_pid(const struct zbus_channel *ch, uint32_t idx)
+{
+	if (idx >= ch->seg.g.max_subs)
+		return 0;
+	return zb_load32(&ch->seg.slots[idx].pid);
+}
+
+uint32_t zb_live_pub_pid(const struct zbus_channel *ch, uint32_t idx)
+{
+	if (idx >= ch->seg.g.max_pubs)
+		return 0;
+	return zb_load32(&ch->seg.pubs[idx].pid);
+}
+
 int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word)
 {
 	return zb_ring_free_slot(&ch->seg, idx, word);

@@ -45,6 +45,10 @@ uint32_t zb_live_pubs(const struct zbus_channel *ch, struct zb_live_pub *out,
 uint32_t zb_live_slot_word(const struct zbus_channel *ch, uint32_t idx);
 /* The state word of publisher slot @idx (0 if out of range). */
 uint32_t zb_live_pub_word(const struct zbus_channel *ch, uint32_t idx);
+/* The pid subscriber (publisher) slot @idx says holds it: written by that
+ * process itself, so a claim to check, never a fact (0 if out of range). */
+uint32_t zb_live_slot_pid(const struct zbus_channel *ch, uint32_t idx);
+uint32_t zb_live_pub_pid(const struct zbus_channel *ch, uint32_t idx);
 /* Free slot @idx if it still holds @word (see zb_ring_free_slot()). */
 int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word);
 

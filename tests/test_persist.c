@@ -114,16 +114,20 @@ static uint8_t *read_file(const char *path, size_t *len)
  */
 static int load_path(const char *path, size_t *n)
 {
-	struct zbd_saved_channel *saved = (void *)1;
-	uint64_t next_id = 1;
-	int r = zbd_persist_load(path, &saved, n, &next_id);
+	struct zbd_saved_state st;
+	int r;
 
+	memset(&st, 0xff, sizeof(st)); /* a failed load must zero it all */
+	r = zbd_persist_load(path, &st);
 	if (r < 0) {
-		cr_assert_null(saved, "a failed load hands out channels");
-		cr_assert_eq(*n, 0);
-		cr_assert_eq(next_id, 0);
+		cr_assert_null(st.channels, "a failed load hands out channels");
+		cr_assert_null(st.watches, "a failed load hands out watches");
+		cr_assert_eq(st.nchannels, 0);
+		cr_assert_eq(st.nwatches, 0);
+		cr_assert_eq(st.next_id, 0);
 	}
-	free(saved);
+	*n = st.nchannels;
+	zbd_saved_state_free(&st);
 	return r;
 }
 
@@ -210,17 +214,56 @@ static void assert_same(const struct zbd_saved_channel *s,
 	cr_assert_neq(s->created_unix_ns, 0, "%s", c->name);
 }
 
+/* Is @w in @reg's registry, live (on a channel @reg holds) or pending? */
+#define SAME_WATCH(a, b)                                                  \
+	((a)->channel_id == (b)->channel_id && (a)->kind == (b)->kind &&  \
+	 (a)->slot == (b)->slot && (a)->word == (b)->word &&              \
+	 (a)->uid == (b)->uid && (a)->pid == (b)->pid &&                  \
+	 (a)->start_time == (b)->start_time)
+
+static int watch_saved(const struct zbd_registry *reg,
+		       const struct zbd_saved_watch *w)
+{
+	for (const struct zbd_watch *l = reg->watches; l; l = l->next)
+		if (SAME_WATCH(l, w))
+			return 1;
+	for (size_t i = 0; i < reg->npending_watches; i++)
+		if (SAME_WATCH(&reg->pending_watches[i], w))
+			return 1;
+	return 0;
+}
+
+/* Every watch @st loaded is one of @reg's, and it holds as many as @reg
+ * has on the channels it holds. */
+static void assert_same_watches(const struct zbd_registry *reg,
+				const struct zbd_saved_state *st)
+{
+	size_t expect = reg->npending_watches;
+
+	for (const struct zbd_watch *l = reg->watches; l; l = l->next)
+		for (const struct zbd_channel *c = reg->head; c; c = c->next)
+			expect += c->id == l->channel_id;
+	cr_assert_eq(st->nwatches, expect, "%zu watches saved, %zu loaded",
+		     expect, st->nwatches);
+	for (size_t i = 0; i < st->nwatches; i++)
+		cr_assert(watch_saved(reg, &st->watches[i]),
+			  "loaded a watch never saved (slot %u pid %d)",
+			  st->watches[i].slot, (int)st->watches[i].pid);
+}
+
 /* @reg saved and loaded back: the same channels, field for field. */
 static void assert_round_trip(const struct zbd_registry *reg)
 {
+	struct zbd_saved_state st;
 	struct zbd_saved_channel *saved;
-	uint64_t next_id;
 	size_t n;
 
 	cr_assert_eq(zbd_persist_save(state_path, reg), 0);
-	cr_assert_eq(zbd_persist_load(state_path, &saved, &n, &next_id), 0);
+	cr_assert_eq(zbd_persist_load(state_path, &st), 0);
+	saved = st.channels;
+	n = st.nchannels;
 	cr_assert_eq(n, reg->count);
-	cr_assert_eq(next_id, reg->next_id);
+	cr_assert_eq(st.next_id, reg->next_id);
 	for (size_t i = 0; i < n; i++) {
 		const struct zbd_channel *c =
 			zbd_registry_find((struct zbd_registry *)reg,
@@ -233,16 +276,21 @@ static void assert_round_trip(const struct zbd_registry *reg)
 			cr_assert_gt(saved[i].id, saved[i - 1].id,
 				     "not sorted by id");
 	}
-	free(saved);
+	assert_same_watches(reg, &st);
+	zbd_saved_state_free(&st);
 }
 
 /* --- forged files ----------------------------------------------------- */
 
-/* A valid State of up to four channels, for a test to spoil one field. */
+/* A valid State of up to four channels (and, with two or more, a watch on
+ * a subscriber slot of the first and on a publisher slot of the second),
+ * for a test to spoil one field. */
 struct forged {
 	Zbusd__State st;
 	Zbusd__SavedChannel rec[4];
 	Zbusd__SavedChannel *ptr[4];
+	Zbusd__SavedWatch wrec[2];
+	Zbusd__SavedWatch *wptr[2];
 };
 
 static void forge(struct forged *f, size_t n)
@@ -271,8 +319,26 @@ static void forge(struct forged *f, size_t n)
 		r->seg_dev = 5;
 		r->seg_ino = 100 + i;
 		r->created_unix_ns = 1;
+		r->max_publishers = 2;
 		f->ptr[i] = r;
 	}
+	if (n < 2)
+		return;
+	for (size_t i = 0; i < 2; i++) {
+		Zbusd__SavedWatch *w = &f->wrec[i];
+
+		zbusd__saved_watch__init(w);
+		w->channel_id = i + 1;
+		w->kind = i ? ZBD_WATCH_PUB : ZBD_WATCH_SUB;
+		w->slot = i ? 1 : 3; /* the last slot of each */
+		w->word = (7u << 2) | ZB_SLOT_ACTIVE;
+		w->uid = 1000;
+		w->pid = 4242;
+		w->start_time = 12345;
+		f->wptr[i] = w;
+	}
+	f->st.n_watch = 2;
+	f->st.watch = f->wptr;
 }
 
 static void write_state(const Zbusd__State *st)
@@ -301,6 +367,43 @@ Test(persist, round_trip_keeps_every_field)
 
 	make_registry(&reg);
 	assert_round_trip(&reg);
+	zbd_registry_clear(&reg);
+}
+
+/* Watches: those on live channels and the pending ones are saved whole;
+ * one on a channel the registry no longer holds is left out. */
+Test(persist, round_trip_keeps_the_watches_of_held_channels)
+{
+	struct zbd_registry reg;
+	struct zbd_watch w[3] = {
+		{ .kind = ZBD_WATCH_SUB, .slot = 3, .word = 4 | ZB_SLOT_ACTIVE,
+		  .pid = 1234, .uid = 1000, .start_time = 987654321 },
+		{ .kind = ZBD_WATCH_PUB, .slot = 0, .word = ZB_SLOT_ACTIVE,
+		  .pid = 77, .uid = 0, .start_time = 5 },
+		{ .kind = ZBD_WATCH_SUB, .slot = 0, .word = ZB_SLOT_ACTIVE,
+		  .pid = 9, .uid = 9, .channel_id = 3 }, /* "gone"'s id */
+	};
+	struct zbd_saved_watch pending = {
+		.channel_id = 1, .kind = ZBD_WATCH_PUB, .slot = 1,
+		.word = 8 | ZB_SLOT_ACTIVE, .uid = 5, .pid = 4321,
+		.start_time = 42,
+	};
+	struct zbd_saved_state st;
+
+	make_registry(&reg);
+	w[0].channel_id = zbd_registry_find(&reg, "video.raw")->id;
+	w[1].channel_id = zbd_registry_find(&reg, "sensors/imu")->id;
+	for (int i = 0; i < 3; i++)
+		zbd_watch_link(&reg.watches, &w[i]);
+	reg.pending_watches = &pending;
+	reg.npending_watches = 1;
+	assert_round_trip(&reg);
+	cr_assert_eq(zbd_persist_load(state_path, &st), 0);
+	cr_assert_eq(st.nwatches, 3, "the watch of a gone channel was saved");
+	zbd_saved_state_free(&st);
+	reg.pending_watches = NULL;
+	reg.npending_watches = 0;
+	reg.watches = NULL;
 	zbd_registry_clear(&reg);
 }
 
@@ -343,14 +446,15 @@ Test(persist, save_leaves_only_the_state_file_and_no_fd)
 
 Test(persist, missing_file_is_a_fresh_start)
 {
-	struct zbd_saved_channel *saved = (void *)1;
-	uint64_t next_id = 1;
-	size_t n = 1;
+	struct zbd_saved_state st;
 
-	cr_assert_eq(zbd_persist_load(state_path, &saved, &n, &next_id), 0);
-	cr_assert_null(saved);
-	cr_assert_eq(n, 0);
-	cr_assert_eq(next_id, 0);
+	memset(&st, 0xff, sizeof(st));
+	cr_assert_eq(zbd_persist_load(state_path, &st), 0);
+	cr_assert_null(st.channels);
+	cr_assert_null(st.watches);
+	cr_assert_eq(st.nchannels, 0);
+	cr_assert_eq(st.nwatches, 0);
+	cr_assert_eq(st.next_id, 0);
 }
 
 /* --- failed saves ----------------------------------------------------- */
@@ -470,6 +574,9 @@ Test(persist, values_at_the_limits_are_valid)
 	forge(&f, 3);
 	f.rec[0].name = longest;
 	f.rec[0].id = f.st.next_id;
+	f.wrec[0].channel_id = f.st.next_id;
+	f.wrec[0].pid = INT32_MAX;
+	f.wrec[1].start_time = UINT64_MAX;
 	f.rec[1].mode = 0777;
 	f.rec[1].default_policy = ZBUS_RELIABLE;
 	f.rec[2].name = (char *)"!#$%&*+,:;<=>?@[]^`{|}~";
@@ -541,6 +648,38 @@ static void not_complete(struct forged *f)
 {
 	f->st.complete = 0;
 }
+static void watch_of_no_channel(struct forged *f)
+{
+	f->wrec[0].channel_id = 9; /* below next_id, but no channel's */
+}
+static void watch_kind_none(struct forged *f)
+{
+	f->wrec[0].kind = ZBD_WATCH_NONE;
+}
+static void watch_kind_unknown(struct forged *f)
+{
+	f->wrec[1].kind = 3;
+}
+static void watch_sub_slot_beyond(struct forged *f)
+{
+	f->wrec[0].slot = f->rec[0].max_subscribers;
+}
+static void watch_pub_slot_beyond(struct forged *f)
+{
+	f->wrec[1].slot = f->rec[1].max_publishers;
+}
+static void watch_word_not_active(struct forged *f)
+{
+	f->wrec[1].word &= ~ZB_SLOT_STATE_MASK;
+}
+static void watch_pid_zero(struct forged *f)
+{
+	f->wrec[0].pid = 0;
+}
+static void watch_pid_negative(struct forged *f)
+{
+	f->wrec[1].pid = 0x80000000u;
+}
 
 static const struct {
 	const char *what;
@@ -558,6 +697,14 @@ static const struct {
 	{ "max_subscribers 0", no_max_subscribers },
 	{ "segment_bytes 0", no_segment_bytes },
 	{ "not complete", not_complete },
+	{ "a watch on no channel", watch_of_no_channel },
+	{ "a watch of no kind", watch_kind_none },
+	{ "a watch of an unknown kind", watch_kind_unknown },
+	{ "a subscriber watch beyond the slots", watch_sub_slot_beyond },
+	{ "a publisher watch beyond the slots", watch_pub_slot_beyond },
+	{ "a watch on a slot not active", watch_word_not_active },
+	{ "a watch of pid 0", watch_pid_zero },
+	{ "a watch of a negative pid", watch_pid_negative },
 };
 #define NSPOILERS (sizeof(spoilers) / sizeof(spoilers[0]))
 
@@ -607,6 +754,24 @@ Test(persist, more_channels_than_a_broker_holds_are_refused)
 	free(names);
 	free(ptrs);
 	free(recs);
+}
+
+Test(persist, more_watches_than_a_broker_holds_are_refused)
+{
+	const size_t n = ZBD_MAX_SAVED_WATCHES + 1;
+	Zbusd__SavedWatch **ptrs = calloc(n, sizeof(*ptrs));
+	struct forged f;
+
+	cr_assert(ptrs);
+	forge(&f, 2);
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &f.wrec[i & 1];
+	f.st.watch = ptrs;
+	f.st.n_watch = n - 1;
+	cr_assert_eq(load_forged(&f), 0, "as many watches as a broker holds");
+	f.st.n_watch = n;
+	cr_assert_eq(load_forged(&f), -EBADMSG);
+	free(ptrs);
 }
 
 /* --- files of the wrong kind ------------------------------------------ */

@@ -8,7 +8,10 @@
  * owner's death. SIGKILL of a producer holding a loan, and a producer stuck
  * on one past the channel's unblock timeout, cost the subscribers that one
  * message, never the stream. A client killed mid-handshake leaves nothing
- * behind. And the broker's own death is no data-path outage.
+ * behind. And the broker's own death is no data-path outage: a new broker
+ * watches again the processes the old one watched, and reclaims at once
+ * what those that died in between left. A process registers only the
+ * slots it holds itself.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -210,6 +213,30 @@ static void *send_blocked(void *arg)
 	return NULL;
 }
 
+/*
+ * @b->pub's ring is full, held by @holder: a send blocks until SIGKILL of
+ * @holder, and goes on within 100 ms of it (the issue's deadline).
+ */
+static void sigkill_frees_the_producer(struct blocked_send *b, pid_t holder)
+{
+	pthread_t th;
+	uint64_t t0;
+
+	cr_assert_eq(pthread_create(&th, NULL, send_blocked, b), 0);
+	usleep(50000);
+	cr_assert_eq(__atomic_load_n(&b->done, __ATOMIC_ACQUIRE), 0,
+		     "the producer was not held back (ret %d)", b->ret);
+	t0 = now_ms();
+	kill(holder, SIGKILL);
+	pthread_join(th, NULL);
+	waitpid(holder, NULL, 0);
+	cr_assert_eq(b->ret, 0, "send: %s", zbus_strerror(b->ret));
+	cr_assert_leq(b->at_ms - t0, 100, "reclaimed %lu ms after SIGKILL",
+		      (unsigned long)(b->at_ms - t0));
+	cr_log_info("producer went on %lu ms after SIGKILL of the holder",
+		    (unsigned long)(b->at_ms - t0));
+}
+
 Test(reclaim, sigkill_of_a_holding_subscriber_frees_its_producers_within_100ms)
 {
 	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
@@ -221,8 +248,6 @@ Test(reclaim, sigkill_of_a_holding_subscriber_frees_its_producers_within_100ms)
 	struct zbus_conn *c;
 	struct zbus_sub *live;
 	struct zbus_msg m[16];
-	pthread_t th;
-	uint64_t t0;
 	int fd, got = 0, n;
 	pid_t holder;
 
@@ -241,21 +266,7 @@ Test(reclaim, sigkill_of_a_holding_subscriber_frees_its_producers_within_100ms)
 		zbus_sub_release(live);
 	}
 	cr_assert_eq(got, 8);
-	cr_assert_eq(pthread_create(&th, NULL, send_blocked, &b), 0);
-	usleep(50000);
-	cr_assert_eq(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0,
-		     "the producer was not held back (ret %d)", b.ret);
-
-	t0 = now_ms();
-	kill(holder, SIGKILL);
-	pthread_join(th, NULL);
-	waitpid(holder, NULL, 0);
-	cr_assert_eq(b.ret, 0, "send: %s", zbus_strerror(b.ret));
-	cr_assert_leq(b.at_ms - t0, 100,
-		      "reclaimed %lu ms after SIGKILL",
-		      (unsigned long)(b.at_ms - t0));
-	cr_log_info("producer went on %lu ms after SIGKILL of the holder",
-		    (unsigned long)(b.at_ms - t0));
+	sigkill_frees_the_producer(&b, holder);
 	/* The others carry on: the live subscriber gets the ninth. */
 	cr_assert_eq(zbus_sub_recv_batch(live, m, 16, 1000), 1);
 	cr_assert_str_eq(m[0].data, "ninth");
@@ -1072,5 +1083,175 @@ Test(reclaim, a_restarted_broker_recovers_read_only_and_sealed_channels)
 	zbus_channel_free(sealed);
 	zbus_channel_free(ro);
 	zbus_channel_free(plain);
+	zbus_conn_free(c);
+}
+
+/*
+ * Kill the broker, then (while none runs) @victim if not 0, and start a
+ * new broker; wait until @c, which holds the channel, has reconnected and
+ * brought it back. The new broker knows @victim from the saved registry
+ * only.
+ */
+static void restart_broker_killing(struct zbus_conn *c, pid_t victim)
+{
+	uint64_t t0;
+
+	kill(broker, SIGKILL);
+	waitpid(broker, NULL, 0);
+	if (victim) {
+		kill(victim, SIGKILL);
+		waitpid(victim, NULL, 0);
+	}
+	broker = spawn_broker();
+	t0 = now_ms();
+	while (!zbus_conn_reconnects(c) && now_ms() - t0 < 5000)
+		usleep(1000);
+	cr_assert_eq(zbus_conn_reconnects(c), 1, "no reconnection");
+}
+
+/* A reliable subscriber killed while no broker runs holds producers back
+ * only until its channel comes back to a new broker. */
+Test(reclaim, a_subscriber_dead_while_no_broker_ran_is_freed_at_recovery)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .ring_capacity = 8 } };
+	struct zbus_pub_opts po = { .timeout_ms = 100 };
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_pub *p;
+	int fd;
+	pid_t holder;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "orphaned", &cp, &ch), 0);
+	holder = holding_subscriber("orphaned", &fd, THEN_HOLD);
+	wait_ready(fd);
+	cr_assert_eq(zbus_pub_new(ch, &po, &p), 0);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(zbus_pub_send(p, "x", 1), 0);
+	cr_assert_lt(zbus_pub_send(p, "x", 1), 0, "the holder holds nothing");
+
+	restart_broker_killing(c, holder);
+	/* The stale slot went when the channel came back: no timeout. */
+	cr_assert(log_says_soon("died while no broker watched it: freed its "
+				"subscription"), "the log does not say");
+	cr_assert_eq(subscribers_of(c, "orphaned"), 0);
+	cr_assert_eq(zbus_pub_send(p, "x", 1), 0,
+		     "the dead subscriber still holds the producer back");
+	zbus_pub_free(p);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/* A producer killed mid-loan while no broker runs costs one message when
+ * its channel comes back, not the channel's unblock timeout. */
+Test(reclaim, a_producer_dead_mid_loan_while_no_broker_ran_is_padded_at_recovery)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .ring_capacity = 8 },
+					  .unblock_timeout_ms = 60000 };
+	struct zbus_channel_stat st;
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *sub;
+	int ready, go;
+	pid_t holder;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "orphaned", &cp, &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	holder = loan_holder("orphaned", 0, 1, 0, &ready, &go);
+	wait_ready(ready);
+	publish_behind(ch, sub, 0);
+
+	restart_broker_killing(c, holder);
+	close(go);
+	expect_after(sub, 2000);
+	cr_assert(log_says_soon("died while no broker watched it: freed its "
+				"publisher slot 0 on 'orphaned' and padded 1 "
+				"open loan"), "the log does not say");
+	cr_assert_eq(zbus_conn_stat(c, "orphaned", &st), 0);
+	cr_assert_eq(st.publishers, 0, "the dead producer is still counted");
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/*
+ * A subscriber whose connection is closed (it relies on the broker's watch)
+ * outlives the broker: the new one watches it again from the saved
+ * registry, and frees it within 100 ms of its death.
+ */
+Test(reclaim, a_new_broker_watches_again_what_the_old_one_watched)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64,
+							 .ring_capacity = 8 } };
+	struct zbus_pub_opts po = { .timeout_ms = 5000 };
+	struct blocked_send b = { 0 };
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	int fd;
+	pid_t holder;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "outlived", &cp, &ch), 0);
+	holder = holding_subscriber("outlived", &fd, THEN_HOLD);
+	wait_ready(fd);
+	restart_broker_killing(c, 0);
+	cr_assert_eq(subscribers_of(c, "outlived"), 1, "freed while alive");
+	cr_assert(log_says_soon("still runs: watching its subscriber slot"));
+
+	cr_assert_eq(zbus_pub_new(ch, &po, &b.pub), 0);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(zbus_pub_send(b.pub, "x", 1), 0);
+	sigkill_frees_the_producer(&b, holder);
+	cr_assert(log_says_soon("freed its subscription"));
+	zbus_pub_free(b.pub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/*
+ * A process may only ask the broker to watch a slot that it holds itself:
+ * its death must never free another's subscription or publisher slot.
+ */
+Test(reclaim, registering_another_process_slot_is_refused)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 64 } };
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_sub *sub;
+	struct zbus_pub *pub;
+	pid_t pid;
+
+	cr_assert_eq(zbus_conn_open(&co, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "mine", &cp, &ch), 0);
+	cr_assert_eq(zbus_sub_new(ch, NULL, &sub), 0);
+	cr_assert_eq(zbus_pub_new(ch, NULL, &pub), 0);
+	pid = fork();
+	if (!pid) {
+		/* Same user, its own connection, our slots. */
+		struct zbus_conn *cc;
+
+		if (zbus_conn_open(&co, &cc))
+			_exit(1);
+		if (zbus_conn_register_sub(cc, "mine", sub) != -EPERM ||
+		    !strstr(zbus_conn_error(cc), "not to the process"))
+			_exit(2);
+		if (zbus_conn_register_pub(cc, "mine", pub) != -EPERM)
+			_exit(3);
+		zbus_conn_free(cc);
+		_exit(0);
+	}
+	cr_assert_eq(tu_wait_child(pid, 10), 0, "the other process was "
+		     "allowed to register our slots (exit code)");
+	/* The owner itself may. */
+	cr_assert_eq(zbus_conn_register_sub(c, "mine", sub), 0, "%s",
+		     zbus_conn_error(c));
+	cr_assert_eq(zbus_conn_register_pub(c, "mine", pub), 0, "%s",
+		     zbus_conn_error(c));
+	zbus_pub_free(pub);
+	zbus_sub_free(sub);
+	zbus_channel_free(ch);
 	zbus_conn_free(c);
 }

@@ -600,11 +600,17 @@ ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *conn, const char *name);
  * timeout. With it, the broker watches this process (a pidfd, not a pid)
  * and frees exactly this subscription when the process dies, waking any
  * producer that waited for room; the connection may be closed meanwhile.
- * Freeing @sub normally needs nothing more.
+ * Freeing @sub normally needs nothing more. The broker saves the watch
+ * with its registry: a broker started after this one died watches this
+ * process again, or, if it died meanwhile, frees @sub's slot as soon as
+ * the channel is brought back.
+ *
+ * The broker watches the process that opened @conn, so only that process
+ * may register its own @sub (not, say, a child it forked later).
  *
  * Return: 0; -ENOENT; -EACCES; -ESTALE if @sub's slot does not hold it;
- * -EDQUOT when the user has too many watched subscriptions; transport
- * errors.
+ * -EPERM if another process holds @sub's slot; -EDQUOT when the user has
+ * too many watched subscriptions; transport errors.
  */
 ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
 				       const char *name,
@@ -623,9 +629,12 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
  * lost (zbus_sub_stats.reclaimed). Freeing @pub normally needs nothing
  * more.
  *
+ * As for zbus_conn_register_sub(), the watch outlives a broker restart,
+ * and only the process that opened @conn may register its own @pub.
+ *
  * Return: 0; -ENOENT; -EACCES (no publish right); -ESTALE if @pub's slot
- * does not hold it; -EDQUOT when the user has too many watches; transport
- * errors.
+ * does not hold it; -EPERM if another process holds @pub's slot; -EDQUOT
+ * when the user has too many watches; transport errors.
  */
 ZBUS_EXPORT int zbus_conn_register_pub(struct zbus_conn *conn,
 				       const char *name,
