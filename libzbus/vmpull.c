@@ -2,7 +2,8 @@
 /*
  * vmpull.c - process_vm_readv/writev with the target pinned by a pidfd.
  *
- * What the kernel does (probed on 6.18, tests/test_vmpull.c holds each):
+ * What the kernel does (probed on 6.18; tests/test_vmpull.c asserts the
+ * first and third, and logs what it sees of the second):
  *  - A range that runs into an unmapped page gives a short count, up to
  *    the page; the next call, at that page, gives EFAULT.
  *  - A target that is a zombie or reaped gives ESRCH. But a call already
