@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "fuzz/layout_input.h"
 #include "layout.h"
 #include "segment.h"
 #include "testutil.h"
@@ -252,6 +253,37 @@ Test(segment, attach_accepts_untouched_copy)
 	 * the copy is made. */
 	cr_assert_eq(attach_image(&im), 0);
 	image_free(&im);
+}
+
+/*
+ * fuzz_layout's seed must be a channel of this layout: a stale one fails
+ * validation, and the fuzzer then starts from bytes that reach nothing
+ * past the version check. A layout change makes this fail until the seed
+ * is regenerated (tests/fuzz/make_seed_layout.c says how).
+ */
+Test(segment, fuzz_seed_is_of_current_layout)
+{
+	const char *src = getenv("ZBUS_SOURCE_DIR");
+	struct fuzz_layout_input in;
+	struct zb_geometry g;
+	char path[PATH_MAX];
+	size_t n;
+	FILE *f;
+
+	cr_assert(src && *src, "ZBUS_SOURCE_DIR is not set: run through "
+			       "ctest, or set it to the source directory");
+	snprintf(path, sizeof(path), "%s/tests/fuzz/seed_layout.bin", src);
+	f = fopen(path, "rbe");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	n = fread(&in, 1, sizeof(in), f);
+	fclose(f);
+	cr_assert_eq(n, sizeof(in), "%s: %zu bytes", path, n);
+	cr_assert_eq(in.hdr.version_major, ZB_LAYOUT_MAJOR);
+	cr_assert_eq(in.hdr.version_minor, ZB_LAYOUT_MINOR);
+	cr_assert_eq(in.hdr.hdr_size, sizeof(in.hdr));
+	cr_assert_eq(in.shdr.hdr_size, sizeof(in.shdr));
+	cr_assert_eq(zb_layout_validate(&in.hdr, in.size, &g), 0);
+	cr_assert_eq(zb_state_validate(&in.shdr, in.state_size, &g), 0);
 }
 
 /* ------------------------------------------------------------------ */
