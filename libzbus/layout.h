@@ -63,8 +63,10 @@
 /* 2: publisher slots, and commit words that the broker may pad.
  * 3: what subscribers write moved to a state segment of its own; each
  *    publisher counts its messages in its slot, where the loans moved (and
- *    became 13); each subscriber counts its losses in its slot. */
-#define ZB_LAYOUT_MAJOR 3
+ *    became 13); each subscriber counts its losses in its slot.
+ * 4: messages published by reference (ZB_DESC_REF, struct zb_ref); a
+ *    publisher slot records 12 loans and its ref_floor. */
+#define ZB_LAYOUT_MAJOR 4
 #define ZB_LAYOUT_MINOR 0
 #define ZB_INCOMPAT_KNOWN 0ull /* no incompat feature defined yet */
 
@@ -277,19 +279,25 @@ ZB_FIELD(zb_sub_slot, reserved, 56, 72);
  * holds, so that when it dies the broker pads exactly those sequence
  * numbers and the stream goes on (see reclaim.c).
  */
-#define ZB_PUB_LOANS 13u           /* loans recorded per publisher */
+#define ZB_PUB_LOANS 12u           /* loans recorded per publisher */
 #define ZB_PUB_SLOT_EXCLUSIVE 0x1u /* it holds ZB_PUB_EXCLUSIVE_MARK */
 
 /*
  * struct zb_pub_slot - one publisher, written by it alone (the broker
  * reads it once the publisher is dead and frees it with a CAS on state).
  *
- *  0      4       8      12     16          24                       128
- *  | state| flags | pid  | id   | published | loans[13]: seq + 1 of a |
- *  |      |       |      |      |           | loan, 0 empty           |
+ *  0      4       8      12     16          24                  120       128
+ *  | state| flags | pid  | id   | published | loans[12]: seq + 1 | ref_floor |
+ *  |      |       |      |      |           | of a loan, 0 empty |           |
  *
  * published counts the messages it committed, for the broker's statistics
  * only: nobody acts on it.
+ *
+ * ref_floor: the publisher's messages by reference (ZB_DESC_REF) with a
+ * seq below it may have had their buffer reused or freed: a subscriber that
+ * pulled one checks it afterwards (a seqlock: the publisher raises it, then
+ * fences, then lets its caller touch the buffer) and drops what it pulled.
+ * Only ever raised.
  *
  * A loan is recorded before its claim becomes visible (exclusive
  * publishers) or right after the claim CAS succeeds (shared ones: a
@@ -303,6 +311,7 @@ struct zb_pub_slot {
 	uint32_t pub_id;  /*  12 the id in its descriptors */
 	uint64_t published; /* 16 messages committed so far */
 	uint64_t loans[ZB_PUB_LOANS]; /* 24 */
+	uint64_t ref_floor; /* 120 refs below this seq may be stale */
 };
 _Static_assert(sizeof(struct zb_pub_slot) == 128, "zb_pub_slot size");
 ZB_FIELD(zb_pub_slot, state, 0, 4);
@@ -310,11 +319,43 @@ ZB_FIELD(zb_pub_slot, flags, 4, 4);
 ZB_FIELD(zb_pub_slot, pid, 8, 4);
 ZB_FIELD(zb_pub_slot, pub_id, 12, 4);
 ZB_FIELD(zb_pub_slot, published, 16, 8);
-ZB_FIELD(zb_pub_slot, loans, 24, 104);
+ZB_FIELD(zb_pub_slot, loans, 24, 96);
+ZB_FIELD(zb_pub_slot, ref_floor, 120, 8);
 
 /* Descriptor flags. */
 #define ZB_DESC_ABANDONED 0x1u /* loan given back: no message */
-#define ZB_DESC_KNOWN_FLAGS ZB_DESC_ABANDONED
+#define ZB_DESC_REF 0x2u       /* the payload is a struct zb_ref */
+#define ZB_DESC_KNOWN_FLAGS (ZB_DESC_ABANDONED | ZB_DESC_REF)
+
+/*
+ * struct zb_ref - a message published by reference: its payload stays in
+ * the publisher's own memory, and subscribers pull it with
+ * process_vm_readv(). This record is the message's arena payload (its
+ * descriptor's length is exactly its size).
+ *
+ *  0        8          16       20       24         32
+ *  | addr   | length   | slot   | word   | reserved |
+ *
+ * addr, length: the bytes, in the address space of the process holding
+ * publisher slot @slot while that slot's state word is @word. Everything
+ * here is a claim: a subscriber checks that the slot still holds @word,
+ * that the process behind it maps this channel writable (a publisher of
+ * it), pulls exactly [addr, addr + length) and nothing else, and checks
+ * the slot's ref_floor and word again afterwards. reserved is zero.
+ */
+struct zb_ref {
+	uint64_t addr;      /*  0 */
+	uint64_t length;    /*  8 */
+	uint32_t slot;      /* 16 publisher slot index */
+	uint32_t word;      /* 20 its state word when published */
+	uint64_t reserved;  /* 24 zero */
+};
+_Static_assert(sizeof(struct zb_ref) == 32, "zb_ref size");
+ZB_FIELD(zb_ref, addr, 0, 8);
+ZB_FIELD(zb_ref, length, 8, 8);
+ZB_FIELD(zb_ref, slot, 16, 4);
+ZB_FIELD(zb_ref, word, 20, 4);
+ZB_FIELD(zb_ref, reserved, 24, 8);
 
 /*
  * struct zb_desc - one message descriptor; a seqlock around its fields.

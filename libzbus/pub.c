@@ -24,6 +24,7 @@ struct zbus_pub {
 	 * abandons them instead of leaving consumers stuck behind them. */
 	struct zb_claim *loans;
 	size_t nloans, cap_loans;
+	int large_by_ref; /* ZBUS_PUB_LARGE_BY_REF */
 };
 
 static int track_loan(struct zbus_pub *p, const struct zb_claim *c)
@@ -72,7 +73,8 @@ ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
 			if (opts->reserved[i])
 				return -EINVAL;
 		if (opts->timeout_ms < -1 ||
-		    (opts->flags & ~(uint32_t)ZBUS_PUB_EXCLUSIVE))
+		    (opts->flags & ~(uint32_t)(ZBUS_PUB_EXCLUSIVE |
+						ZBUS_PUB_LARGE_BY_REF)))
 			return -EINVAL;
 	}
 	/* Mapped read-only: a subscribe-only fd, or sealed by its creator. */
@@ -83,6 +85,7 @@ ZBUS_EXPORT int zbus_pub_new(struct zbus_channel *ch,
 		return -ENOMEM;
 	p->ch = ch;
 	p->timeout_ms = opts ? opts->timeout_ms : -1;
+	p->large_by_ref = opts && (opts->flags & ZBUS_PUB_LARGE_BY_REF);
 	r = zb_ring_pub_init(&p->ring, &ch->seg,
 			     opts && (opts->flags & ZBUS_PUB_EXCLUSIVE));
 	if (r < 0) {
@@ -111,27 +114,35 @@ ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub)
 	return pub ? pub->ring.id : 0;
 }
 
+/* Claim @size arena bytes and a seq, waiting for room as @pub does. */
+static int claim(struct zbus_pub *pub, size_t size, struct zb_claim *c)
+{
+	uint64_t deadline = 0;
+	int r;
+
+	for (;;) {
+		r = zb_ring_claim(&pub->ring, size, c);
+		if (r != -EAGAIN || pub->timeout_ms == 0)
+			return r;
+		if (!deadline)
+			deadline = zb_deadline_ms(pub->timeout_ms);
+		r = zb_ring_wait_room(&pub->ring, size, deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
 ZBUS_EXPORT int zbus_pub_loan(struct zbus_pub *pub, size_t size,
 			      struct zbus_loan *loan)
 {
 	struct zb_claim c;
-	uint64_t deadline = 0;
 	int r;
 
 	if (!pub || !loan)
 		return -EINVAL;
 	if (size > pub->ch->seg.g.max_msg_size)
 		return -EMSGSIZE;
-	for (;;) {
-		r = zb_ring_claim(&pub->ring, size, &c);
-		if (r != -EAGAIN || pub->timeout_ms == 0)
-			break;
-		if (!deadline)
-			deadline = zb_deadline_ms(pub->timeout_ms);
-		r = zb_ring_wait_room(&pub->ring, size, deadline);
-		if (r < 0)
-			break;
-	}
+	r = claim(pub, size, &c);
 	if (r < 0)
 		return r;
 	r = track_loan(pub, &c);
@@ -187,6 +198,77 @@ ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan)
 	return zb_ring_commit(&pub->ring, &c, 0, ZB_DESC_ABANDONED);
 }
 
+ZBUS_EXPORT int zbus_pub_send_ref(struct zbus_pub *pub, const void *data,
+				  size_t size, uint64_t *seq)
+{
+	struct zb_claim c;
+	struct zb_ref ref;
+	int r;
+
+	if (!pub || (size && !data) ||
+	    (uintptr_t)data > UINTPTR_MAX - size || size > ZBUS_REF_MAX)
+		return -EINVAL;
+	r = claim(pub, sizeof(ref), &c);
+	if (r < 0)
+		return r;
+	ref = (struct zb_ref){
+		.addr = (uint64_t)(uintptr_t)data,
+		.length = size,
+		.slot = pub->ring.slot_idx,
+		.word = pub->ring.slot_word,
+	};
+	memcpy(pub->ch->seg.arena + (c.pos & (pub->ch->seg.g.arena_size - 1)),
+	       &ref, sizeof(ref));
+	r = zb_ring_commit(&pub->ring, &c, sizeof(ref), ZB_DESC_REF);
+	if (r == 0 && seq)
+		*seq = c.seq;
+	return r;
+}
+
+ZBUS_EXPORT int zbus_pub_ref_wait(struct zbus_pub *pub, uint64_t seq,
+				  int timeout_ms)
+{
+	int r;
+
+	if (!pub || timeout_ms < -1)
+		return -EINVAL;
+	if (!timeout_ms)
+		r = zb_ring_released(&pub->ring, seq) ? 0 : -EAGAIN;
+	else
+		r = zb_ring_wait_released(&pub->ring, seq,
+					  zb_deadline_ms(timeout_ms));
+	if (r == 0)
+		zb_ring_revoke_refs(&pub->ring, seq);
+	return r;
+}
+
+ZBUS_EXPORT int zbus_pub_ref_revoke(struct zbus_pub *pub, uint64_t seq)
+{
+	if (!pub)
+		return -EINVAL;
+	zb_ring_revoke_refs(&pub->ring, seq);
+	return 0;
+}
+
+/*
+ * A send too large for the arena, with ZBUS_PUB_LARGE_BY_REF: by reference,
+ * returning once the reliable subscribers pulled it, as a copying send
+ * returns once the bytes are copied. On a timeout the reference is revoked
+ * (the caller gets its buffer back): late pullers get -ESTALE.
+ */
+static int send_large(struct zbus_pub *pub, const void *data, size_t size)
+{
+	uint64_t seq;
+	int r = zbus_pub_send_ref(pub, data, size, &seq);
+
+	if (r < 0)
+		return r;
+	r = zbus_pub_ref_wait(pub, seq, pub->timeout_ms);
+	if (r < 0)
+		zb_ring_revoke_refs(&pub->ring, seq);
+	return r == -EAGAIN ? -ETIMEDOUT : r;
+}
+
 ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
 			       int iovcnt)
 {
@@ -204,6 +286,10 @@ ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
 			return -EMSGSIZE;
 		total += iov[i].iov_len;
 	}
+	/* One buffer only: a reference names one contiguous range. */
+	if (total > pub->ch->seg.g.max_msg_size && pub->large_by_ref &&
+	    iovcnt == 1)
+		return send_large(pub, iov[0].iov_base, total);
 	r = zbus_pub_loan(pub, total, &loan);
 	if (r < 0)
 		return r;

@@ -111,6 +111,25 @@ void zb_ring_wake_sleepers(struct zb_segment *seg, uint64_t seq);
 int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size,
 		      uint64_t deadline);
 
+/*
+ * zb_ring_released() - has every active reliable subscriber released
+ * message @seq (and so every one before it)? Hostile slot values count as
+ * released, as in the claim's limits. Return: 1 or 0.
+ */
+int zb_ring_released(struct zb_ring_pub *p, uint64_t seq);
+/*
+ * zb_ring_wait_released() - sleep until zb_ring_released(@seq) or
+ * @deadline. Return: 0; -ETIMEDOUT.
+ */
+int zb_ring_wait_released(struct zb_ring_pub *p, uint64_t seq,
+			  uint64_t deadline);
+/*
+ * zb_ring_revoke_refs() - our messages by reference up to @seq may change
+ * from now on: raise our slot's ref_floor past @seq, then fence, so that a
+ * subscriber pulling one of them later drops what it pulled.
+ */
+void zb_ring_revoke_refs(struct zb_ring_pub *p, uint64_t seq);
+
 /* Outcome of looking at the next message of a subscription. */
 enum zb_read {
 	ZB_READ_MSG,       /* a message: fields filled */
@@ -125,6 +144,7 @@ struct zb_ring_msg {
 	uint64_t pos;
 	uint32_t len;
 	uint32_t pub_id;
+	uint32_t flags; /* ZB_DESC_REF or 0 */
 	const uint8_t *data;
 	uint64_t missed; /* lossy: lost right before this message */
 };

@@ -76,6 +76,7 @@ static int take_slot(struct zb_ring_pub *p)
 		for (uint32_t j = 0; j < ZB_PUB_LOANS; j++)
 			zb_store64(&sl->loans[j], 0);
 		zb_store64(&sl->published, 0);
+		zb_store64(&sl->ref_floor, 0);
 		zb_store32(&sl->pid, (uint32_t)getpid());
 		p->slot = sl;
 		p->slot_idx = i;
@@ -413,24 +414,50 @@ out:
 	return 0;
 }
 
-int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
+/* Could a claim of @size bytes succeed now? The same test as
+ * zb_ring_claim(), so that "room" means the claim can succeed and the
+ * caller never spins between the two. */
+static int room_for(struct zb_ring_pub *p, uint64_t size)
 {
 	const struct zb_geometry *g = &p->seg->g;
+	uint64_t need = zb_align_up(size, ZB_ARENA_ALIGN);
+	uint64_t seq, pos;
+
+	current_claim(p, &seq, &pos);
+	scan_limits(p, seq, pos);
+	return fits(p, seq, claim_start(g, pos, need) + need);
+}
+
+int zb_ring_released(struct zb_ring_pub *p, uint64_t seq)
+{
+	uint64_t y_seq, y_pos, min_seq;
+
+	current_claim(p, &y_seq, &y_pos);
+	if ((int64_t)(y_seq - seq) <= 0)
+		return 0; /* not even claimed yet */
+	scan_limits(p, y_seq, y_pos);
+	min_seq = p->limit_seq - p->seg->g.ring_capacity;
+	return (int64_t)(min_seq - seq) > 0;
+}
+
+/*
+ * Spin, then sleep on the producer futex, until @ready(@p, @arg) or
+ * @deadline. Subscribers wake the futex when they release (or leave)
+ * while a producer waits. Return: 0 when ready; -ETIMEDOUT.
+ */
+static int wait_until(struct zb_ring_pub *p,
+		      int (*ready)(struct zb_ring_pub *, uint64_t),
+		      uint64_t arg, uint64_t deadline)
+{
 	struct zb_sub_ctl *sctl = p->seg->sctl;
 	uint64_t spin_end = zb_now_ns() + PRODUCER_SPIN_NS;
-	uint64_t need = zb_align_up(size, ZB_ARENA_ALIGN);
 	int r = 0;
 
 	for (;;) {
-		uint64_t seq, pos, now, until;
+		uint64_t now, until;
 		uint32_t f;
 
-		current_claim(p, &seq, &pos);
-		scan_limits(p, seq, pos);
-		/* The same test as zb_ring_claim(), so that "room" here means
-		 * the claim can succeed and the caller never spins between
-		 * the two. */
-		if (fits(p, seq, claim_start(g, pos, need) + need))
+		if (ready(p, arg))
 			return 0;
 		now = zb_now_ns();
 		if (now >= deadline)
@@ -448,13 +475,33 @@ int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
 		if (zb_membarrier_global() < 0 &&
 		    now + ZB_UNFENCED_SLICE_NS < until)
 			until = now + ZB_UNFENCED_SLICE_NS;
-		current_claim(p, &seq, &pos);
-		scan_limits(p, seq, pos);
-		if (!fits(p, seq, claim_start(g, pos, need) + need))
+		if (!ready(p, arg))
 			r = zb_futex_wait(&sctl->prod_futex, f, until);
 		zb_fetch_add32(&sctl->prod_waiters, (uint32_t)-1);
 		if (r < 0 && until == deadline)
 			return r;
 		r = 0;
 	}
+}
+
+int zb_ring_wait_room(struct zb_ring_pub *p, uint64_t size, uint64_t deadline)
+{
+	return wait_until(p, room_for, size, deadline);
+}
+
+int zb_ring_wait_released(struct zb_ring_pub *p, uint64_t seq,
+			  uint64_t deadline)
+{
+	return wait_until(p, zb_ring_released, seq, deadline);
+}
+
+void zb_ring_revoke_refs(struct zb_ring_pub *p, uint64_t seq)
+{
+	uint64_t floor = zb_load64(&p->slot->ref_floor);
+
+	if ((int64_t)(seq + 1 - floor) > 0)
+		zb_store64(&p->slot->ref_floor, seq + 1);
+	/* The raise is visible before any write of the caller's to the
+	 * buffer: a subscriber that pulled such a write then sees it. */
+	zb_fence_full();
 }

@@ -235,7 +235,13 @@ enum zb_read zb_ring_read(struct zb_ring_sub *s, struct zb_ring_msg *m)
 	if (flags & ~ZB_DESC_KNOWN_FLAGS)
 		goto bad;
 	off = pos & (g->arena_size - 1);
-	if (len > g->max_msg_size || off + len > g->arena_size)
+	/* A reference is its record, whatever the channel's message size
+	 * (the arena always holds two aligned records). */
+	if ((flags & ZB_DESC_REF) ?
+		    len != sizeof(struct zb_ref) || (flags & ZB_DESC_ABANDONED) :
+		    len > g->max_msg_size)
+		goto bad;
+	if (off + len > g->arena_size)
 		goto bad;
 	/* Arena order is sequence order: a message starts at or after the
 	 * previous one's end and within one lap of it. */
@@ -252,6 +258,7 @@ enum zb_read zb_ring_read(struct zb_ring_sub *s, struct zb_ring_msg *m)
 	m->pos = pos;
 	m->len = len;
 	m->pub_id = pub_id;
+	m->flags = flags & ZB_DESC_REF;
 	m->data = s->seg->arena + off;
 	if (s->policy == ZBUS_LOSSY && !zb_ring_msg_intact(s, m)) {
 		s->missed++;

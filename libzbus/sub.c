@@ -4,11 +4,13 @@
  * receive, release, adaptive waiting, pollable fd.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "channel.h"
 #include "notify.h"
+#include "ref.h"
 #include "ring.h"
 #include "sub.h"
 #include "util.h"
@@ -23,6 +25,8 @@ struct zbus_sub {
 	uint64_t spin_ns;
 	int bad_pending; /* a bad descriptor met after messages returned */
 	struct zb_notify *notify;
+	struct zb_refs refs; /* publishers pulled from (ZBUS_MSG_REF) */
+	uint64_t pulled, pull_failed;
 };
 
 ZBUS_EXPORT int zbus_sub_new(struct zbus_channel *ch,
@@ -57,6 +61,7 @@ ZBUS_EXPORT int zbus_sub_new(struct zbus_channel *ch,
 		free(s);
 		return r;
 	}
+	zb_refs_init(&s->refs, &ch->seg);
 	*out = s;
 	return 0;
 }
@@ -66,9 +71,76 @@ ZBUS_EXPORT struct zbus_sub *zbus_sub_free(struct zbus_sub *sub)
 	if (!sub)
 		return NULL;
 	sub->notify = zb_notify_stop(sub->notify);
+	zb_refs_fini(&sub->refs);
 	zb_ring_sub_leave(&sub->ring);
 	free(sub);
 	return NULL;
+}
+
+/*
+ * Copy a payload a lossy producer may be overwriting: a seqlock read whose
+ * result is validated afterwards. Under ThreadSanitizer the copy is a plain
+ * loop hidden from instrumentation (memcpy is intercepted), so that TSan
+ * keeps reporting real races everywhere else.
+ */
+#if defined(__SANITIZE_THREAD__)
+__attribute__((no_sanitize_thread)) static void copy_racy(void *dst,
+							   const void *src,
+							   size_t n)
+{
+	const volatile uint8_t *s = src;
+	uint8_t *d = dst;
+
+	for (size_t i = 0; i < n; i++)
+		d[i] = s[i];
+}
+#else
+static void copy_racy(void *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+#endif
+
+/*
+ * The record of message by reference @m, copied out of the arena and
+ * checked: what a pull follows. Return: 0; -ESTALE (lossy: overwritten
+ * while we copied it); -EBADMSG.
+ */
+static int ref_record(struct zbus_sub *sub, const struct zb_ring_msg *m,
+		      struct zb_ref *ref)
+{
+	copy_racy(ref, m->data, sizeof(*ref));
+	if (sub->ring.policy == ZBUS_LOSSY &&
+	    !zb_ring_msg_intact(&sub->ring, m))
+		return -ESTALE;
+	return zb_ref_check(sub->ring.seg, ref);
+}
+
+/* @m is by reference: its size is the record's. Return: as ref_record(),
+ * and on failure the message is taken back from the counts (a loss for a
+ * stale one, a bad descriptor for a corrupt one). */
+static int ref_msg(struct zbus_sub *sub, const struct zb_ring_msg *m,
+		   struct zbus_msg *out)
+{
+	struct zb_ref ref;
+	int r = ref_record(sub, m, &ref);
+
+	if (r < 0) {
+		sub->ring.received--;
+		if (r == -ESTALE) {
+			/* Lost, with those lost before it: the next message
+			 * says so. */
+			sub->ring.missed++;
+			sub->ring.pending_missed += m->missed + 1;
+		} else {
+			sub->ring.bad++;
+		}
+		return r;
+	}
+	out->data = NULL;
+	out->size = (size_t)ref.length;
+	out->flags |= ZBUS_MSG_REF;
+	return 0;
 }
 
 /* Wait until the next message may be ready: spin, then sleep. */
@@ -124,7 +196,7 @@ ZBUS_EXPORT int zbus_sub_recv_batch(struct zbus_sub *sub,
 				sub->bad_pending = 1;
 				break;
 			}
-			msgs[k++] = (struct zbus_msg){
+			msgs[k] = (struct zbus_msg){
 				.data = m.data,
 				.size = m.len,
 				.seq = m.seq,
@@ -134,6 +206,18 @@ ZBUS_EXPORT int zbus_sub_recv_batch(struct zbus_sub *sub,
 				.missed = m.missed,
 				.priv = m.pos,
 			};
+			if (m.flags & ZB_DESC_REF) {
+				r = ref_msg(sub, &m, &msgs[k]);
+				if (r == -ESTALE)
+					continue;
+				if (r < 0) {
+					if (!k)
+						return -EBADMSG;
+					sub->bad_pending = 1;
+					break;
+				}
+			}
+			k++;
 		}
 		if (k)
 			return (int)k;
@@ -173,53 +257,101 @@ ZBUS_EXPORT int zbus_sub_release(struct zbus_sub *sub)
 	return r;
 }
 
-/*
- * Copy a payload a lossy producer may be overwriting: a seqlock read whose
- * result is validated afterwards. Under ThreadSanitizer the copy is a plain
- * loop hidden from instrumentation (memcpy is intercepted), so that TSan
- * keeps reporting real races everywhere else.
- */
-#if defined(__SANITIZE_THREAD__)
-__attribute__((no_sanitize_thread)) static void copy_racy(void *dst,
-							   const void *src,
-							   size_t n)
+/* Is @msg one this subscription holds (received, not yet released)? */
+static int holds(const struct zbus_sub *sub, const struct zbus_msg *msg)
 {
-	const volatile uint8_t *s = src;
-	uint8_t *d = dst;
+	const struct zb_ring_sub *r = &sub->ring;
 
-	for (size_t i = 0; i < n; i++)
-		d[i] = s[i];
+	return r->holding && (int64_t)(msg->seq - r->held_seq) >= 0 &&
+	       (int64_t)(r->read_seq - msg->seq) > 0 &&
+	       msg->priv - r->oldest_pos < r->read_pos - r->oldest_pos;
 }
-#else
-static void copy_racy(void *dst, const void *src, size_t n)
+
+ZBUS_EXPORT ssize_t zbus_sub_pull(struct zbus_sub *sub,
+				  const struct zbus_msg *msg, uint64_t offset,
+				  void *buf, size_t len)
 {
-	memcpy(dst, src, n);
+	const struct zb_geometry *g;
+	struct zb_ring_msg m;
+	struct zb_ref ref;
+	ssize_t n;
+
+	if (!sub || !msg || (len && !buf) || !(msg->flags & ZBUS_MSG_REF) ||
+	    !holds(sub, msg) || offset > msg->size ||
+	    len > msg->size - offset)
+		return -EINVAL;
+	/* The record again, from our own idea of where it is: what the
+	 * caller hands back is not trusted either. */
+	g = &sub->ring.seg->g;
+	m = (struct zb_ring_msg){
+		.seq = msg->seq,
+		.pos = msg->priv,
+		.data = sub->ring.seg->arena + (msg->priv & (g->arena_size - 1)),
+	};
+	n = ref_record(sub, &m, &ref);
+	if (n == 0 && ref.length != msg->size)
+		n = -EBADMSG; /* rewritten since it was received */
+	if (n == 0)
+		n = zb_ref_pull(&sub->refs, &ref, msg->seq, offset, buf, len);
+	if (n < 0)
+		sub->pull_failed++;
+	else if (offset + len == msg->size)
+		sub->pulled++;
+	return n;
 }
-#endif
+
+/* Copy received message @m into @buf (@cap bytes). Return: 0; -ESTALE
+ * when a lossy copy was overwritten (counted as missed by the release);
+ * a pull's error for a message by reference. Releases @m. */
+static int copy_out(struct zbus_sub *sub, const struct zbus_msg *m,
+		    void *buf, size_t cap)
+{
+	ssize_t n = 0;
+
+	if (m->flags & ZBUS_MSG_REF) {
+		if (m->size <= cap && m->size <= INT_MAX)
+			n = zbus_sub_pull(sub, m, 0, buf, m->size);
+		/* The pull checked what it copied: the record it followed
+		 * may be overwritten by now, and that is no loss. */
+		zb_ring_release(&sub->ring);
+		if (n == -ESTALE && sub->ring.policy == ZBUS_LOSSY) {
+			sub->ring.missed++;
+			sub->ring.received--;
+		}
+		return n < 0 ? (int)n : 0;
+	}
+	if (m->size && sub->ring.policy == ZBUS_LOSSY)
+		copy_racy(buf, m->data, m->size < cap ? m->size : cap);
+	else if (m->size)
+		memcpy(buf, m->data, m->size < cap ? m->size : cap);
+	return zbus_sub_release(sub) == 0 ? 0 : -ESTALE;
+}
 
 ZBUS_EXPORT int zbus_sub_recv(struct zbus_sub *sub, void *buf, size_t cap,
 			      struct zbus_msg *info, int timeout_ms)
 {
 	for (;;) {
 		struct zbus_msg m;
-		int r, intact;
+		int r;
 
 		if (!sub || (cap && !buf))
 			return -EINVAL;
 		r = zbus_sub_recv_batch(sub, &m, 1, timeout_ms);
 		if (r < 0)
 			return r;
-		if (m.size && sub->ring.policy == ZBUS_LOSSY)
-			copy_racy(buf, m.data, m.size < cap ? m.size : cap);
-		else if (m.size)
-			memcpy(buf, m.data, m.size < cap ? m.size : cap);
-		intact = zbus_sub_release(sub) == 0;
-		if (!intact)
-			continue; /* counted as missed by the release */
+		r = copy_out(sub, &m, buf, cap);
+		/* Lossy: a torn copy, or a buffer revoked before we pulled
+		 * it, is a message missed (counted): try the next. */
+		if (r == -ESTALE && sub->ring.policy == ZBUS_LOSSY)
+			continue;
 		m.data = NULL;
 		if (info)
 			*info = m;
-		return m.size > cap ? -EMSGSIZE : (int)m.size;
+		if (r < 0)
+			return r;
+		if (m.size > cap || m.size > INT_MAX)
+			return -EMSGSIZE;
+		return (int)m.size;
 	}
 }
 
@@ -248,6 +380,8 @@ ZBUS_EXPORT int zbus_sub_stats(const struct zbus_sub *sub,
 		.bad = sub->ring.bad,
 		.abandoned = sub->ring.abandoned,
 		.reclaimed = sub->ring.reclaimed,
+		.pulled = sub->pulled,
+		.pull_failed = sub->pull_failed,
 	};
 	return 0;
 }

@@ -48,6 +48,10 @@ extern "C" {
 
 /* Flags of a received message (struct zbus_msg.flags). */
 #define ZBUS_MSG_LOSSY 0x1u /* payload may be overwritten: validate it */
+#define ZBUS_MSG_REF 0x2u   /* published by reference: zbus_sub_pull() it */
+
+/* The largest message by reference (zbus_pub_send_ref()). */
+#define ZBUS_REF_MAX (SIZE_MAX >> 1)
 
 struct zbus_channel;
 struct zbus_pub;
@@ -177,6 +181,8 @@ ZBUS_EXPORT struct zbus_channel *zbus_channel_free(struct zbus_channel *ch);
 
 /* Publisher flags (struct zbus_pub_opts.flags). */
 #define ZBUS_PUB_EXCLUSIVE 0x1u /* the channel's only publisher: faster */
+/* zbus_pub_send() of more than max_msg_size bytes publishes by reference */
+#define ZBUS_PUB_LARGE_BY_REF 0x2u
 
 /**
  * struct zbus_pub_opts - options of a publisher
@@ -188,6 +194,10 @@ ZBUS_EXPORT struct zbus_channel *zbus_channel_free(struct zbus_channel *ch);
  *         for as long as it lives. It then claims without atomic
  *         read-modify-write instructions (about twice the message rate for
  *         small messages); other publishers get -EBUSY meanwhile.
+ *         ZBUS_PUB_LARGE_BY_REF: zbus_pub_send() of a single buffer larger
+ *         than the channel's max_msg_size publishes it by reference
+ *         (zbus_pub_send_ref()) and returns once zbus_pub_ref_wait() says
+ *         so, within @timeout_ms; instead of -EMSGSIZE.
  * @reserved: must be zero
  */
 struct zbus_pub_opts {
@@ -243,7 +253,7 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub);
  * Several loans may be outstanding; consumers see messages in loan order,
  * so an old loan that is neither published nor abandoned holds them back
  * until the broker takes it back (after the channel's unblock timeout,
- * see struct zbus_channel_params). The first 13 loans outstanding at once
+ * see struct zbus_channel_params). The first 12 loans outstanding at once
  * are recorded for the broker to take back at once if the process dies;
  * any beyond wait for the timeout.
  *
@@ -293,6 +303,59 @@ ZBUS_EXPORT int zbus_pub_sendv(struct zbus_pub *pub, const struct iovec *iov,
 			       int iovcnt);
 
 /**
+ * zbus_pub_send_ref() - publish @size bytes at @data by reference
+ * @data: in this process's own memory (any mapping, any size up to
+ *        ZBUS_REF_MAX: it need not fit the channel's arena)
+ * @seq: if not NULL, receives the message's sequence number
+ *
+ * The payload is not copied: the message names the range, and each
+ * subscriber pulls it into its own buffer with process_vm_readv() (one
+ * kernel copy; zbus_sub_pull()). So the buffer must stay mapped and
+ * unchanged until zbus_pub_ref_wait() for @seq returns 0: every reliable
+ * subscriber is done with it. A lossy subscriber that pulls it later, or
+ * anyone after zbus_pub_ref_revoke() or the publisher's end, gets -ESTALE
+ * for that message, never a buffer half rewritten.
+ *
+ * A subscriber can pull only from a process it may ptrace (the same user,
+ * or it is root; see the README): the kernel says who.
+ *
+ * Return: 0; -EINVAL (NULL @data with a non-zero @size, a range that wraps
+ * the address space, @size above ZBUS_REF_MAX); otherwise as
+ * zbus_pub_loan() for the 32-byte record the message carries.
+ * Thread-safety: as the other publisher calls.
+ */
+ZBUS_EXPORT int zbus_pub_send_ref(struct zbus_pub *pub, const void *data,
+				  size_t size, uint64_t *seq);
+
+/**
+ * zbus_pub_ref_wait() - wait until every reliable subscriber is done with
+ * message @seq (and so with every message before it)
+ * @timeout_ms: 0 looks once, -1 waits without limit
+ *
+ * Done means released (zbus_sub_release()) or gone (a subscriber that
+ * left, or died and was freed by the broker). On success the buffers of
+ * this publisher's messages by reference up to @seq may be reused or
+ * freed: a lossy subscriber that pulls one of them afterwards gets -ESTALE.
+ *
+ * Return: 0; -EAGAIN (@timeout_ms 0) or -ETIMEDOUT while a reliable
+ * subscriber still holds it; -EINVAL.
+ * Thread-safety: as the other publisher calls. Blocks on a futex.
+ */
+ZBUS_EXPORT int zbus_pub_ref_wait(struct zbus_pub *pub, uint64_t seq,
+				  int timeout_ms);
+
+/**
+ * zbus_pub_ref_revoke() - take back the buffers of this publisher's
+ * messages by reference up to @seq before everyone is done with them
+ *
+ * After it returns the buffers may change: whoever pulls one of those
+ * messages from then on gets -ESTALE for it (the pull is checked after it
+ * copies), so no subscriber ever takes a changed buffer for the message.
+ * Return: 0; -EINVAL.
+ */
+ZBUS_EXPORT int zbus_pub_ref_revoke(struct zbus_pub *pub, uint64_t seq);
+
+/**
  * zbus_pub_id() - this publisher's id, carried by each of its messages
  */
 ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub);
@@ -312,7 +375,9 @@ struct zbus_sub_opts {
 
 /**
  * struct zbus_msg - a message received in place
- * @data: payload inside the shared arena, valid until zbus_sub_release()
+ * @data: payload inside the shared arena, valid until zbus_sub_release();
+ *        NULL for a message by reference (ZBUS_MSG_REF): pull it with
+ *        zbus_sub_pull() before releasing it
  * @size: payload bytes
  * @seq: channel sequence number
  * @producer: id of the publisher
@@ -341,7 +406,9 @@ struct zbus_sub_stats {
 	uint64_t bad;       /* rejected descriptors (-EBADMSG) */
 	uint64_t abandoned; /* abandoned loans skipped */
 	uint64_t reclaimed; /* loans of dead or stuck producers, padded */
-	uint64_t reserved[3];
+	uint64_t pulled;    /* messages by reference pulled in full */
+	uint64_t pull_failed; /* pulls that failed (their message lost) */
+	uint64_t reserved[1];
 };
 
 /**
@@ -405,11 +472,43 @@ ZBUS_EXPORT int zbus_sub_release(struct zbus_sub *sub);
  * Never returns a torn payload: a lossy copy overwritten while copying is
  * counted as missed and the next message is tried.
  *
- * Return: payload size; -EMSGSIZE if @cap is too small (the message is
- * consumed, info filled); otherwise as zbus_sub_recv_batch().
+ * A message by reference is pulled into @buf (zbus_sub_pull()); if that
+ * fails, its error is returned and the message is consumed: it is lost.
+ *
+ * Return: payload size; -EMSGSIZE if @cap is too small, or the message is
+ * by reference and larger than INT_MAX (the message is consumed, info
+ * filled); the errors of zbus_sub_pull() for a message by reference;
+ * otherwise as zbus_sub_recv_batch().
  */
 ZBUS_EXPORT int zbus_sub_recv(struct zbus_sub *sub, void *buf, size_t cap,
 			      struct zbus_msg *info, int timeout_ms);
+
+/**
+ * zbus_sub_pull() - copy bytes [@offset, @offset + @len) of message by
+ * reference @msg (ZBUS_MSG_REF, from zbus_sub_recv_batch()) into @buf
+ *
+ * One process_vm_readv() copy out of the publisher's memory, with the
+ * publisher pinned by a pidfd (a reused pid is never read). Call it before
+ * releasing @msg, as often as needed (in pieces, for a message larger than
+ * any buffer). Nothing outside the published range is ever read, and the
+ * publisher's memory is never written. What is copied is checked
+ * afterwards: a publisher that revoked the buffer meanwhile (or ended)
+ * makes the call fail, never succeed with part of a changed buffer.
+ *
+ * Return: @len; -EINVAL if @msg is not a message by reference this
+ * subscription holds, or the range goes beyond @msg->size; -ESRCH when
+ * the publisher is gone (it died, or left its slot); -ESTALE when it
+ * revoked the buffer (zbus_pub_ref_revoke(), its zbus_pub_ref_wait()
+ * returned, or it ended) before the copy was done; -EFAULT when the range
+ * is not mapped in the publisher; -EPERM when this process may not read
+ * the publisher's memory (another user, a non-dumpable process);
+ * -EBADMSG when the reference is corrupt (the process behind the slot is
+ * not a publisher of this channel); -ENOMEM.
+ * Thread-safety: one thread at a time per subscription.
+ */
+ZBUS_EXPORT ssize_t zbus_sub_pull(struct zbus_sub *sub,
+				  const struct zbus_msg *msg, uint64_t offset,
+				  void *buf, size_t len);
 
 /**
  * zbus_sub_fd() - a file descriptor that polls readable when messages
@@ -624,7 +723,7 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
  * Without it, a killed publisher's open loans hold every subscriber back
  * until the channel's unblock timeout. With it, the broker watches this
  * process (a pidfd) and, when it dies, pads the loans @pub recorded (its
- * first 13 outstanding), frees its publisher slot, and for an exclusive
+ * first 12 outstanding), frees its publisher slot, and for an exclusive
  * publisher lets another one in. Subscribers count the padded messages as
  * lost (zbus_sub_stats.reclaimed). Freeing @pub normally needs nothing
  * more.
