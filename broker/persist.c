@@ -124,6 +124,7 @@ static void watch_to_record(const struct zbd_saved_watch *w,
 	rec->uid = (uint32_t)w->uid;
 	rec->pid = (uint32_t)w->pid;
 	rec->start_time = w->start_time;
+	rec->ref_table = w->ref_table;
 }
 
 /*
@@ -153,6 +154,7 @@ static int pack_watches(const struct zbd_registry *reg, const uint64_t *ids,
 			.channel_id = w->channel_id, .kind = w->kind,
 			.slot = w->slot, .word = w->word, .uid = w->uid,
 			.pid = w->pid, .start_time = w->start_time,
+			.ref_table = w->ref_table,
 		};
 
 		if (bsearch(&w->channel_id, ids, nids, sizeof(*ids), by_u64))
@@ -462,6 +464,7 @@ static int watch_from_record(const Zbusd__SavedWatch *rec,
 		.uid = (uid_t)rec->uid,
 		.pid = (pid_t)rec->pid,
 		.start_time = rec->start_time,
+		.ref_table = rec->ref_table,
 	};
 	return 0;
 }

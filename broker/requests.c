@@ -21,6 +21,7 @@
 #include "fdpass.h"
 #include "layout.h"
 #include "live.h"
+#include "ref.h"
 #include "log.h"
 #include "rates.h"
 #include "segment.h"
@@ -591,7 +592,8 @@ static void fail_stale(struct reply *rp, const struct zbd_channel *c,
  */
 static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 		     enum zbd_watch_kind kind, const char *name, uint32_t slot,
-		     uint32_t word, struct reply *rp, struct zbd_action *act)
+		     uint32_t word, uint64_t ref_table, struct reply *rp,
+		     struct zbd_action *act)
 {
 	struct zbd_channel *c = zb_ctl_name_valid(name) ?
 		zbd_registry_find(reg, name) : NULL;
@@ -629,6 +631,93 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	snprintf(act->name, sizeof(act->name), "%s", c->name);
 	act->slot = slot;
 	act->word = word;
+	act->ref_table = pub ? ref_table : 0;
+}
+
+/* The watch of publisher slot @slot holding @word of @c that gave a table
+ * of references, or NULL. */
+static const struct zbd_watch *vouching_watch(const struct zbd_registry *reg,
+					      const struct zbd_channel *c,
+					      uint32_t slot, uint32_t word)
+{
+	struct zbd_watch *w = reg->watches;
+
+	while ((w = zbd_watch_find(w, c->id, ZBD_WATCH_PUB, slot, word))) {
+		if (w->ref_table)
+			return w;
+		w = w->next;
+	}
+	return NULL;
+}
+
+/*
+ * Pull: check all the broker can on its own mapping (the right to
+ * subscribe, a message by reference still in the ring, the range, a
+ * registered publisher that gave a table); the event loop then copies,
+ * checking the publisher's table (pull.c).
+ */
+static void do_pull(struct zbd_registry *reg, struct zbd_client *p,
+		    const Zbusctl__Pull *pl, struct reply *rp,
+		    struct zbd_action *act)
+{
+	struct zbd_channel *c = zb_ctl_name_valid(pl->name) ?
+		zbd_registry_find(reg, pl->name) : NULL;
+	const struct zbd_watch *w;
+	struct zb_ref ref;
+	int r;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", pl->name ? pl->name : "");
+		return;
+	}
+	if (!zbd_may(c, &p->who, ZBUS_ACCESS_SUBSCRIBE)) {
+		fail(rp, -EACCES, "uid %u may not subscribe to channel '%s'",
+		     (unsigned)p->who.uid, c->name);
+		return;
+	}
+	if (pl->length > ZB_CTL_MAX_PULL) {
+		fail(rp, -EINVAL, "at most %u bytes per pull", ZB_CTL_MAX_PULL);
+		return;
+	}
+	r = zb_live_ref(c->ch, pl->seq, &ref);
+	if (r < 0) {
+		fail(rp, r == -ENOENT ? -ESTALE : r, "message %llu of '%s' %s",
+		     (unsigned long long)pl->seq, c->name,
+		     r == -ENOENT ? "is not in the ring (any more)" :
+		     r == -EINVAL ? "is not a message by reference" :
+				    "has a corrupt reference");
+		return;
+	}
+	if (pl->offset > ref.length || pl->length > ref.length - pl->offset) {
+		fail(rp, -EINVAL, "bytes %llu..%llu are beyond message %llu "
+		     "(%llu bytes)", (unsigned long long)pl->offset,
+		     (unsigned long long)(pl->offset + pl->length),
+		     (unsigned long long)pl->seq,
+		     (unsigned long long)ref.length);
+		return;
+	}
+	w = vouching_watch(reg, c, ref.slot, ref.word);
+	if (!w || zb_live_pub_word(c->ch, ref.slot) != ref.word) {
+		fail(rp, -ESRCH, "the publisher of message %llu of '%s' is "
+		     "gone or did not register with the broker "
+		     "(zbus_conn_register_pub): the broker pulls only what a "
+		     "publisher vouches for", (unsigned long long)pl->seq,
+		     c->name);
+		return;
+	}
+	act->has_pull = 1;
+	act->pull = (struct zbd_pull){
+		.channel_id = c->id,
+		.slot = ref.slot,
+		.word = ref.word,
+		.ref_table = w->ref_table,
+		.seq = pl->seq,
+		.ref_addr = ref.addr,
+		.ref_length = ref.length,
+		.offset = pl->offset,
+		.length = pl->length,
+		.dest = pl->dest,
+	};
 }
 
 /*
@@ -863,7 +952,7 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				do_watch(reg, p, ZBD_WATCH_SUB,
 					 req->subscribe->name,
 					 req->subscribe->slot,
-					 req->subscribe->word, &rp, act);
+					 req->subscribe->word, 0, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_ADOPT:
 				do_adopt(reg, p, req->adopt, in, &rp, act);
@@ -875,7 +964,12 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				do_watch(reg, p, ZBD_WATCH_PUB,
 					 req->register_publisher->name,
 					 req->register_publisher->slot,
-					 req->register_publisher->word, &rp, act);
+					 req->register_publisher->word,
+					 req->register_publisher->ref_table,
+					 &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_PULL:
+				do_pull(reg, p, req->pull, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_UNSUBSCRIBE:
 				do_unwatch(reg, p, ZBD_WATCH_SUB,

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "fdpass.h"
+#include "pull.h"
 #include "registry.h"
 #include "watches.h"
 
@@ -28,6 +29,9 @@ struct zbd_action {
 	uint32_t word;
 	int changed; /* the registry changed: save it */
 	uint64_t adopted; /* the id of a channel brought back (Adopt) */
+	uint64_t ref_table; /* with @watch ZBD_WATCH_PUB: RegisterPublisher's */
+	int has_pull;          /* a Pull checked: the loop copies @pull */
+	struct zbd_pull pull;
 };
 
 /* A client as the broker knows it: identity from the kernel only. */

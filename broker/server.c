@@ -398,6 +398,7 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 	old = same_watch(s, p, a);
 	if (old) {
 		old->client = p->c.id; /* now this connection's */
+		old->ref_table = a->ref_table;
 		return 0;
 	}
 	if (zbd_watches_of_uid(s->reg.watches, p->c.who.uid) >=
@@ -418,6 +419,7 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 		.pid = p->c.pid,
 		.uid = p->c.who.uid,
 		.start_time = p->c.start_time,
+		.ref_table = a->ref_table,
 	};
 	snprintf(rec.name, sizeof(rec.name), "%s", a->name);
 	return add_watch(s, pidfd, &rec);
@@ -527,6 +529,7 @@ static void restore_watch(struct zbd_server *s, struct zbd_channel *c,
 		.pid = w->pid,
 		.uid = w->uid,
 		.start_time = w->start_time,
+		.ref_table = w->ref_table,
 	};
 	snprintf(rec.name, sizeof(rec.name), "%s", c->name);
 	r = add_watch(s, pidfd, &rec);
@@ -557,6 +560,30 @@ static void restore_watches(struct zbd_server *s, uint64_t id)
 			reg->pending_watches[--reg->npending_watches];
 		s->watches_changed = 1;
 	}
+}
+
+/*
+ * Pull: copy what @a checked from its publisher (the process behind its
+ * watch) into @p. Return: 0; -errno, with the phrase saying why in *@why.
+ */
+static int run_pull(struct zbd_server *s, const struct zbd_peer *p,
+		    const struct zbd_action *a, const char **why)
+{
+	struct zbd_watch *w = s->reg.watches;
+	const struct zbd_pull *j = &a->pull;
+
+	*why = "the publisher is gone";
+	while ((w = zbd_watch_find(w, j->channel_id, ZBD_WATCH_PUB, j->slot,
+				   j->word)) && w->ref_table != j->ref_table)
+		w = w->next;
+	if (!w)
+		return -ESRCH;
+	if (p->pidfd < 0) {
+		*why = "this client's process cannot be pinned (no pidfd)";
+		return -ESRCH;
+	}
+	return zbd_pull_copy(j, slot_watch_of(w)->pidfd, w->pid, p->pidfd,
+			     p->c.pid, why);
 }
 
 /* Unsubscribe, UnregisterPublisher: forget the watches @a names that are
@@ -714,6 +741,25 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 					"this user" :
 					"cannot watch this client's life",
 					&reply, &len, &fds);
+			if (r < 0) {
+				drop_peer(s, p, "could not be answered");
+				return -1;
+			}
+		}
+	}
+	if (act.has_pull) {
+		const char *why;
+
+		r = run_pull(s, p, &act, &why);
+		if (r < 0) {
+			char msg[256];
+
+			free(reply);
+			snprintf(msg, sizeof(msg), "pull of message %llu: %s: %s",
+				 (unsigned long long)act.pull.seq, why,
+				 strerror(-r));
+			r = zbd_refusal(&p->c, buf, (size_t)n, r, msg, &reply,
+					&len, &fds);
 			if (r < 0) {
 				drop_peer(s, p, "could not be answered");
 				return -1;

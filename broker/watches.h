@@ -30,6 +30,8 @@ struct zbd_watch {
 	pid_t pid;                 /* the process watched */
 	uid_t uid;                 /* its uid (SO_PEERCRED) */
 	uint64_t start_time;       /* its start (procinfo.h); 0: unknown */
+	uint64_t ref_table; /* a publisher's table of references (layout.h,
+			     * in its memory), 0: none */
 	struct zbd_watch *next;
 };
 
@@ -43,6 +45,7 @@ struct zbd_saved_watch {
 	uid_t uid;
 	pid_t pid;
 	uint64_t start_time;
+	uint64_t ref_table;
 };
 
 /* More than a broker can hold (ZBD_MAX_WATCHES_PER_UID for each of

@@ -5,6 +5,7 @@
 #include "channel.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "zbus/zbus.h"
@@ -32,6 +33,8 @@ ZBUS_EXPORT int zbus_channel_create(const char *name,
 		free(ch);
 		return r;
 	}
+	if (name)
+		snprintf(ch->name, sizeof(ch->name), "%s", name);
 	*out = ch;
 	return 0;
 }

@@ -10,6 +10,9 @@
 
 struct zbus_channel {
 	struct zb_segment seg;
+	/* Its name at the broker ("" if unknown: attached from fds alone),
+	 * for pulls the broker makes for us. */
+	char name[256];
 };
 
 #endif /* ZB_CHANNEL_H */

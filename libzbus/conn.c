@@ -386,8 +386,10 @@ static int attach_reply(struct zbus_conn *c, const char *name,
 	    fds->n == ZB_NFDS)
 		r = zbus_channel_attach_dup(fds->fd[ZB_FD_DATA],
 					    fds->fd[ZB_FD_STATE], out);
-	if (r == 0)
+	if (r == 0) {
+		snprintf((*out)->name, sizeof((*out)->name), "%s", name);
 		zb_conn_hold_channel(c, name, fds);
+	}
 	zb_fds_close(fds);
 	zbusctl__reply__free_unpacked(rep, NULL);
 	return r;
@@ -633,7 +635,8 @@ ZBUS_EXPORT int zbus_conn_stat(struct zbus_conn *c, const char *name,
 	} while (0)
 
 int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
-		  const char *name, uint32_t slot, uint32_t word)
+		  const char *name, uint32_t slot, uint32_t word,
+		  uint64_t ref_table)
 {
 	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
 	Zbusctl__Subscribe sb = ZBUSCTL__SUBSCRIBE__INIT;
@@ -645,8 +648,10 @@ int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
 		SLOT_BODY(sb, SUBSCRIBE, subscribe);
 	else if (kind == ZB_WATCH_SUB)
 		SLOT_BODY(us, UNSUBSCRIBE, unsubscribe);
-	else if (!undo)
+	else if (!undo) {
 		SLOT_BODY(rp, REGISTER_PUBLISHER, register_publisher);
+		rp.ref_table = ref_table;
+	}
 	else
 		SLOT_BODY(up, UNREGISTER_PUBLISHER, unregister_publisher);
 	return request_status(c, &req);
@@ -661,15 +666,16 @@ int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
  * it and free the slot.
  */
 static int watch_slot(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
-		      const char *name, uint32_t slot, uint32_t word)
+		      const char *name, uint32_t slot, uint32_t word,
+		      uint64_t ref_table)
 {
 	int r;
 
 	if (undo)
 		zb_conn_drop_watch(c, kind, name, slot, word);
-	r = zb_conn_watch(c, kind, undo, name, slot, word);
+	r = zb_conn_watch(c, kind, undo, name, slot, word, ref_table);
 	if (r == 0 && !undo)
-		zb_conn_hold_watch(c, kind, name, slot, word);
+		zb_conn_hold_watch(c, kind, name, slot, word, ref_table);
 	return r;
 }
 
@@ -681,18 +687,48 @@ static int watch_sub(struct zbus_conn *c, const char *name,
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
 	zb_sub_identity(sub, &slot, &word);
-	return watch_slot(c, ZB_WATCH_SUB, undo, name, slot, word);
+	return watch_slot(c, ZB_WATCH_SUB, undo, name, slot, word, 0);
 }
 
 static int watch_pub(struct zbus_conn *c, const char *name,
 		     const struct zbus_pub *pub, int undo)
 {
 	uint32_t slot, word;
+	uint64_t table;
 
 	if (!c || !pub || !zb_ctl_name_valid(name))
 		return -EINVAL;
-	zb_pub_identity(pub, &slot, &word);
-	return watch_slot(c, ZB_WATCH_PUB, undo, name, slot, word);
+	zb_pub_identity(pub, &slot, &word, &table);
+	return watch_slot(c, ZB_WATCH_PUB, undo, name, slot, word, table);
+}
+
+int zb_conn_pull(struct zbus_conn *c, const char *name, uint64_t seq,
+		 uint64_t offset, void *dst, size_t len)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__Pull pl = ZBUSCTL__PULL__INIT;
+	size_t done = 0;
+
+	pl.name = (char *)name;
+	pl.seq = seq;
+	req.body_case = ZBUSCTL__REQUEST__BODY_PULL;
+	req.pull = &pl;
+	/* In pieces: the broker copies a piece per request, so that one big
+	 * message never holds it up for everyone else. */
+	while (done < len) {
+		size_t n = len - done < ZB_CTL_MAX_PULL ? len - done :
+							 ZB_CTL_MAX_PULL;
+		int r;
+
+		pl.offset = offset + done;
+		pl.length = n;
+		pl.dest = (uint64_t)(uintptr_t)((uint8_t *)dst + done);
+		r = request_status(c, &req);
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return 0;
 }
 
 ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *c, const char *name,

@@ -22,6 +22,7 @@ struct zb_held_watch {
 	enum zb_watch_kind kind;
 	char name[256];
 	uint32_t slot, word;
+	uint64_t ref_table; /* a publisher's (pub.h); 0 for a subscriber */
 };
 
 /* A channel this connection created, opened or offered: name, memfds. */
@@ -69,7 +70,16 @@ int zb_conn_request(struct zbus_conn *c, Zbusctl__Request *req,
  * the slot (Unsubscribe, UnregisterPublisher).
  * Return: as zb_conn_request(). */
 int zb_conn_watch(struct zbus_conn *c, enum zb_watch_kind kind, int undo,
-		  const char *name, uint32_t slot, uint32_t word);
+		  const char *name, uint32_t slot, uint32_t word,
+		  uint64_t ref_table);
+/*
+ * zb_conn_pull() - have the broker copy [@offset, @offset + @len) of
+ * message by reference @seq of channel @name into @dst, in pieces of
+ * ZB_CTL_MAX_PULL. Return: 0; the broker's refusal (-EACCES, -ESRCH,
+ * -ESTALE, -EFAULT, -EPERM...); transport errors.
+ */
+int zb_conn_pull(struct zbus_conn *c, const char *name, uint64_t seq,
+		 uint64_t offset, void *dst, size_t len);
 /* Connect @c->sock (starting a broker if allowed) and say hello. */
 int zb_conn_connect(struct zbus_conn *c);
 
@@ -79,7 +89,8 @@ void zb_conn_hold_channel(struct zbus_conn *c, const char *name,
 			  const struct zb_fds *fds);
 void zb_conn_drop_channel(struct zbus_conn *c, const char *name);
 void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
-			const char *name, uint32_t slot, uint32_t word);
+			const char *name, uint32_t slot, uint32_t word,
+			uint64_t ref_table);
 void zb_conn_drop_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 			const char *name, uint32_t slot, uint32_t word);
 void zb_conn_release_held(struct zbus_conn *c);

@@ -12,6 +12,8 @@
 
 #define ZB_CTL_VERSION 1       /* protocol major spoken by this build */
 #define ZB_CTL_NAME_MAX 255
+/* Bytes the broker copies per Pull request: a few ms of its time. */
+#define ZB_CTL_MAX_PULL (8u << 20)
 
 /* 1 if @name is a valid channel name: 1..255 printable, no spaces. */
 int zb_ctl_name_valid(const char *name);

@@ -358,6 +358,31 @@ ZB_FIELD(zb_ref, word, 20, 4);
 ZB_FIELD(zb_ref, reserved, 24, 8);
 
 /*
+ * struct zb_ref_entry - what a publisher itself says it published by
+ * reference: ZB_REF_TABLE_LEN entries in its own private memory (not in
+ * the channel), entry seq % ZB_REF_TABLE_LEN for message seq. Only the
+ * publisher writes them; it tells the broker where they are over its own
+ * connection (RegisterPublisher), and the broker pulls for others only a
+ * range that an entry vouches for. A record in the ring, which any
+ * publisher could forge, is not enough for a process that may read
+ * everyone's memory. An entry is cleared (seq_plus1 0) when its buffer is
+ * revoked.
+ *
+ *  0           8      16       24
+ *  | seq_plus1 | addr | length |
+ */
+#define ZB_REF_TABLE_LEN 64u
+struct zb_ref_entry {
+	uint64_t seq_plus1; /*  0 seq + 1; 0: empty or revoked */
+	uint64_t addr;      /*  8 */
+	uint64_t length;    /* 16 */
+};
+_Static_assert(sizeof(struct zb_ref_entry) == 24, "zb_ref_entry size");
+ZB_FIELD(zb_ref_entry, seq_plus1, 0, 8);
+ZB_FIELD(zb_ref_entry, addr, 8, 8);
+ZB_FIELD(zb_ref_entry, length, 16, 8);
+
+/*
  * struct zb_desc - one message descriptor; a seqlock around its fields.
  *
  *  0          8          16       20      24       28      32

@@ -8,6 +8,7 @@
 
 #include "channel.h"
 #include "layout.h"
+#include "ref.h"
 #include "ring.h"
 #include "util.h"
 #include "zbus/zbus.h"
@@ -102,6 +103,35 @@ uint32_t zb_live_pub_pid(const struct zbus_channel *ch, uint32_t idx)
 	if (idx >= ch->seg.g.max_pubs)
 		return 0;
 	return zb_load32(&ch->seg.pubs[idx].pid);
+}
+
+int zb_live_ref(const struct zbus_channel *ch, uint64_t seq,
+		struct zb_ref *out)
+{
+	const struct zb_segment *seg = &ch->seg;
+	const struct zb_geometry *g = &seg->g;
+	const struct zb_desc *d = &seg->ring[seq & (g->ring_capacity - 1)];
+	uint64_t c1, pos;
+	uint32_t len, flags;
+
+	c1 = zb_load64_acquire(&d->commit);
+	if (c1 != seq + 1)
+		return -ENOENT;
+	pos = zb_load64(&d->pos);
+	len = zb_load32(&d->length);
+	flags = zb_load32(&d->flags);
+	/* Only a range inside the arena is ever copied. */
+	if (!(flags & ZB_DESC_REF) || len != sizeof(*out) ||
+	    (pos & (g->arena_size - 1)) + len > g->arena_size)
+		return -EINVAL;
+	memcpy(out, seg->arena + (pos & (g->arena_size - 1)), sizeof(*out));
+	zb_fence_read();
+	/* Still that message, its bytes not reclaimed (ring_pub.c, 4). */
+	if (zb_load64(&d->commit) != c1 ||
+	    zb_load64_acquire(&seg->ctl->claim_seq) - seq > g->ring_capacity ||
+	    zb_load64_acquire(&seg->ctl->claim_pos) - pos > g->arena_size)
+		return -ENOENT;
+	return zb_ref_check(seg, out);
 }
 
 int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word)

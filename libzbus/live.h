@@ -49,6 +49,17 @@ uint32_t zb_live_pub_word(const struct zbus_channel *ch, uint32_t idx);
  * process itself, so a claim to check, never a fact (0 if out of range). */
 uint32_t zb_live_slot_pid(const struct zbus_channel *ch, uint32_t idx);
 uint32_t zb_live_pub_pid(const struct zbus_channel *ch, uint32_t idx);
+struct zb_ref;
+/*
+ * zb_live_ref() - the record of message by reference @seq, read as a lossy
+ * subscriber would (nothing of ours holds it): copied, then checked that
+ * no later message took its descriptor or arena bytes meanwhile.
+ * Return: 0; -ENOENT when @seq is not published (yet, or any more);
+ * -EINVAL when it is not a message by reference; -EBADMSG when the record
+ * is corrupt (zb_ref_check()).
+ */
+int zb_live_ref(const struct zbus_channel *ch, uint64_t seq,
+		struct zb_ref *out);
 /* Free slot @idx if it still holds @word (see zb_ring_free_slot()). */
 int zb_live_free_slot(struct zbus_channel *ch, uint32_t idx, uint32_t word);
 

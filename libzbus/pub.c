@@ -25,6 +25,8 @@ struct zbus_pub {
 	struct zb_claim *loans;
 	size_t nloans, cap_loans;
 	int large_by_ref; /* ZBUS_PUB_LARGE_BY_REF */
+	/* What we published by reference, for the broker (layout.h). */
+	struct zb_ref_entry refs[ZB_REF_TABLE_LEN];
 };
 
 static int track_loan(struct zbus_pub *p, const struct zb_claim *c)
@@ -103,6 +105,7 @@ ZBUS_EXPORT struct zbus_pub *zbus_pub_free(struct zbus_pub *pub)
 	for (size_t i = 0; i < pub->nloans; i++)
 		zb_ring_commit(&pub->ring, &pub->loans[i], 0,
 			       ZB_DESC_ABANDONED);
+	memset(pub->refs, 0, sizeof(pub->refs));
 	zb_ring_pub_fini(&pub->ring);
 	free(pub->loans);
 	free(pub);
@@ -198,6 +201,40 @@ ZBUS_EXPORT int zbus_pub_abandon(struct zbus_pub *pub, struct zbus_loan *loan)
 	return zb_ring_commit(&pub->ring, &c, 0, ZB_DESC_ABANDONED);
 }
 
+/* Say in our table that message @seq is @ref: the broker reads it there
+ * before it pulls for a subscriber that cannot. Visible before the
+ * message is (the commit is a full barrier). */
+static void vouch(struct zbus_pub *pub, uint64_t seq, const struct zb_ref *ref)
+{
+	struct zb_ref_entry *e = &pub->refs[seq % ZB_REF_TABLE_LEN];
+
+	zb_store64(&e->seq_plus1, 0); /* never a mix of two messages */
+	zb_fence_write();
+	zb_store64(&e->addr, ref->addr);
+	zb_store64(&e->length, ref->length);
+	zb_fence_write();
+	zb_store64(&e->seq_plus1, seq + 1);
+}
+
+/* Take back our word for every message up to @seq. */
+static void unvouch(struct zbus_pub *pub, uint64_t seq)
+{
+	for (uint32_t i = 0; i < ZB_REF_TABLE_LEN; i++) {
+		uint64_t v = zb_load64(&pub->refs[i].seq_plus1);
+
+		if (v && (int64_t)(v - 1 - seq) <= 0)
+			zb_store64(&pub->refs[i].seq_plus1, 0);
+	}
+}
+
+/* Revoke in the ring (ref_floor) and in our table: from now on nobody
+ * takes the buffers of messages up to @seq for theirs. */
+static void revoke_refs(struct zbus_pub *pub, uint64_t seq)
+{
+	unvouch(pub, seq);
+	zb_ring_revoke_refs(&pub->ring, seq); /* and fences */
+}
+
 ZBUS_EXPORT int zbus_pub_send_ref(struct zbus_pub *pub, const void *data,
 				  size_t size, uint64_t *seq)
 {
@@ -217,6 +254,7 @@ ZBUS_EXPORT int zbus_pub_send_ref(struct zbus_pub *pub, const void *data,
 		.slot = pub->ring.slot_idx,
 		.word = pub->ring.slot_word,
 	};
+	vouch(pub, c.seq, &ref);
 	memcpy(pub->ch->seg.arena + (c.pos & (pub->ch->seg.g.arena_size - 1)),
 	       &ref, sizeof(ref));
 	r = zb_ring_commit(&pub->ring, &c, sizeof(ref), ZB_DESC_REF);
@@ -238,7 +276,7 @@ ZBUS_EXPORT int zbus_pub_ref_wait(struct zbus_pub *pub, uint64_t seq,
 		r = zb_ring_wait_released(&pub->ring, seq,
 					  zb_deadline_ms(timeout_ms));
 	if (r == 0)
-		zb_ring_revoke_refs(&pub->ring, seq);
+		revoke_refs(pub, seq);
 	return r;
 }
 
@@ -246,7 +284,7 @@ ZBUS_EXPORT int zbus_pub_ref_revoke(struct zbus_pub *pub, uint64_t seq)
 {
 	if (!pub)
 		return -EINVAL;
-	zb_ring_revoke_refs(&pub->ring, seq);
+	revoke_refs(pub, seq);
 	return 0;
 }
 
@@ -265,7 +303,7 @@ static int send_large(struct zbus_pub *pub, const void *data, size_t size)
 		return r;
 	r = zbus_pub_ref_wait(pub, seq, pub->timeout_ms);
 	if (r < 0)
-		zb_ring_revoke_refs(&pub->ring, seq);
+		revoke_refs(pub, seq);
 	return r == -EAGAIN ? -ETIMEDOUT : r;
 }
 
@@ -311,8 +349,9 @@ ZBUS_EXPORT int zbus_pub_send(struct zbus_pub *pub, const void *data,
 }
 
 void zb_pub_identity(const struct zbus_pub *pub, uint32_t *slot,
-		     uint32_t *word)
+		     uint32_t *word, uint64_t *ref_table)
 {
 	*slot = pub->ring.slot_idx;
 	*word = pub->ring.slot_word;
+	*ref_table = (uint64_t)(uintptr_t)pub->refs;
 }

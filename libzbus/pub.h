@@ -9,8 +9,9 @@
 
 struct zbus_pub;
 
-/* The publisher slot @pub holds and its state word (ACTIVE|generation). */
+/* The publisher slot @pub holds, its state word (ACTIVE|generation), and
+ * where its table of messages by reference is (struct zb_ref_entry). */
 void zb_pub_identity(const struct zbus_pub *pub, uint32_t *slot,
-		     uint32_t *word);
+		     uint32_t *word, uint64_t *ref_table);
 
 #endif /* ZB_PUB_H */

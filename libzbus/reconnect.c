@@ -73,7 +73,8 @@ void zb_conn_drop_channel(struct zbus_conn *c, const char *name)
 }
 
 void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
-			const char *name, uint32_t slot, uint32_t word)
+			const char *name, uint32_t slot, uint32_t word,
+			uint64_t ref_table)
 {
 	struct zb_held_watch *v;
 
@@ -90,6 +91,7 @@ void zb_conn_hold_watch(struct zbus_conn *c, enum zb_watch_kind kind,
 		v[c->nwatches].kind = kind;
 		snprintf(v[c->nwatches].name, sizeof(v->name), "%s", name);
 		v[c->nwatches].slot = slot;
+		v[c->nwatches].ref_table = ref_table;
 		v[c->nwatches++].word = word;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -146,7 +148,8 @@ static int adopt(struct zbus_conn *c, size_t i)
 static int rewatch(struct zbus_conn *c, size_t i)
 {
 	const struct zb_held_watch *w = &c->watches[i];
-	int r = zb_conn_watch(c, w->kind, 0, w->name, w->slot, w->word);
+	int r = zb_conn_watch(c, w->kind, 0, w->name, w->slot, w->word,
+			      w->ref_table);
 
 	return r == 0 || (r != -ENOENT && r != -ESTALE && r != -EACCES);
 }

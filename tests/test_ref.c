@@ -620,3 +620,204 @@ Test(ref, another_user_cannot_pull_directly)
 	stop_producer(&p);
 	zbus_sub_free(s);
 }
+
+/* --- through the broker, for a subscriber of another user ----------------- */
+
+static struct tu_broker bk;
+static struct zbus_conn_opts bco;
+
+static void broker_setup(void)
+{
+	int r;
+
+	tu_leak_begin();
+	if (geteuid() != 0)
+		return; /* each test skips, saying why */
+	r = tu_broker_start(&bk);
+	cr_assert_eq(r, 0, "broker: %s", strerror(-r));
+	bco = (struct zbus_conn_opts){ .socket_path = bk.sock,
+				       .flags = ZBUS_CONN_NO_AUTOSTART |
+						ZBUS_CONN_NO_RECONNECT };
+}
+
+static void broker_teardown(void)
+{
+	if (bk.pid)
+		tu_broker_stop(&bk);
+	tu_leak_end();
+}
+
+TestSuite(ref_broker, .init = broker_setup, .fini = broker_teardown,
+	  .timeout = 60);
+
+/* Root publishes @name (made with @mode) by reference and registers. */
+struct root_side {
+	struct zbus_conn *c;
+	struct zbus_channel *ch;
+	struct zbus_pub *pub;
+};
+
+static void root_publisher(struct root_side *r, const char *name,
+			   uint32_t mode)
+{
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 4096 },
+					  .mode = mode };
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to run processes of two users");
+	cr_assert_eq(zbus_conn_open(&bco, &r->c), 0);
+	cr_assert_eq(zbus_conn_create(r->c, name, &cp, &r->ch), 0);
+	cr_assert_eq(zbus_pub_new(r->ch, NULL, &r->pub), 0);
+	cr_assert_eq(zbus_conn_register_pub(r->c, name, r->pub), 0, "%s",
+		     zbus_conn_error(r->c));
+}
+
+static void root_done(struct root_side *r)
+{
+	zbus_pub_free(r->pub);
+	zbus_channel_free(r->ch);
+	zbus_conn_free(r->c);
+}
+
+/* A consumer child of uid nobody and its two pipes. */
+struct consumer {
+	pid_t pid;
+	int ready; /* it says it subscribed */
+	int go;    /* we say it may receive */
+};
+
+/*
+ * Fork a consumer of uid nobody: it opens @name through the broker (or,
+ * with @inherited, uses that mapping, made before it dropped root),
+ * subscribes with its connection for pulls, says ready, waits for go,
+ * receives one message and exits with 0 if it got @size bytes of @seed,
+ * else with the negated error as its status.
+ */
+static struct consumer nobody_consumer(const char *name,
+				       struct zbus_channel *inherited,
+				       size_t size, uint64_t seed)
+{
+	struct consumer k;
+	int up[2], down[2];
+	char c;
+
+	cr_assert_eq(pipe(up), 0);
+	cr_assert_eq(pipe(down), 0);
+	k.pid = fork();
+	if (!k.pid) {
+		struct zbus_sub_opts so = { .policy = ZBUS_RELIABLE };
+		struct zbus_channel *mine = inherited;
+		struct zbus_conn *conn;
+		struct zbus_sub *s;
+		uint8_t *dst = malloc(size);
+		int r;
+
+		close(up[0]);
+		close(down[1]);
+		if (!dst || setgid(NOBODY) || setuid(NOBODY))
+			_exit(200);
+		if (zbus_conn_open(&bco, &conn))
+			_exit(201);
+		if (!mine && zbus_conn_open_channel(conn, name,
+						    ZBUS_ACCESS_SUBSCRIBE,
+						    &mine))
+			_exit(202);
+		so.conn = conn;
+		if (zbus_sub_new(mine, &so, &s) || write(up[1], "k", 1) != 1 ||
+		    read(down[0], &c, 1) != 1)
+			_exit(203);
+		r = zbus_sub_recv(s, dst, size, NULL, 5000);
+		if (r < 0)
+			_exit(-r);
+		_exit(r == (int)size && holds(dst, 0, size, seed) ? 0 : 204);
+	}
+	close(up[1]);
+	close(down[0]);
+	k.ready = up[0];
+	k.go = down[1];
+	cr_assert_eq(read(k.ready, &c, 1), 1, "the consumer did not start");
+	close(k.ready);
+	return k;
+}
+
+/* Let it receive; return its exit status. */
+static int consumer_result(struct consumer *k)
+{
+	cr_assert_eq(write(k->go, "g", 1), 1);
+	close(k->go);
+	return tu_wait_child(k->pid, 20);
+}
+
+Test(ref_broker, another_user_pulls_through_the_broker_when_the_mode_allows)
+{
+	const size_t size = 3u << 20; /* more than one Pull request */
+	struct root_side r;
+	uint8_t *buf = map_buffer(size);
+	struct consumer k;
+	uint64_t seq;
+	int st;
+
+	root_publisher(&r, "shared", 0644);
+	fill(buf, size, 21);
+	k = nobody_consumer("shared", NULL, size, 21);
+	cr_assert_eq(zbus_pub_send_ref(r.pub, buf, size, &seq), 0);
+	st = consumer_result(&k);
+	cr_assert_eq(st, 0, "the consumer failed: %d", st);
+	/* And the producer hears it is done. */
+	cr_assert_eq(zbus_pub_ref_wait(r.pub, seq, 2000), 0);
+	munmap(buf, size);
+	root_done(&r);
+}
+
+Test(ref_broker, another_user_without_the_right_to_subscribe_gets_eacces)
+{
+	struct root_side r;
+	uint8_t buf[4096];
+	struct consumer k;
+	int st;
+
+	root_publisher(&r, "private", 0600);
+	fill(buf, sizeof(buf), 22);
+	/* It has the mapping (forked before dropping root), not the right. */
+	k = nobody_consumer(NULL, r.ch, sizeof(buf), 22);
+	cr_assert_eq(zbus_pub_send_ref(r.pub, buf, sizeof(buf), NULL), 0);
+	st = consumer_result(&k);
+	cr_assert_eq(st, EACCES, "consumer exit %d, not EACCES", st);
+	root_done(&r);
+}
+
+/*
+ * Another publisher of the channel writes a record naming the registered
+ * publisher's slot, at an address of its choosing: the broker, which may
+ * read anything, reads only what that publisher's own table vouches for.
+ */
+Test(ref_broker, the_broker_pulls_only_what_the_publisher_vouches_for)
+{
+	static uint8_t secret[4096];
+	struct root_side r;
+	struct zbus_pub *liar;
+	struct zb_ref *rec;
+	const struct zb_desc *d;
+	uint32_t slot, word;
+	struct consumer k;
+	uint64_t seq;
+	int st;
+
+	root_publisher(&r, "forged", 0644);
+	memset(secret, 0x5e, sizeof(secret));
+	cr_assert_eq(zbus_pub_new(r.ch, NULL, &liar), 0);
+	k = nobody_consumer("forged", NULL, sizeof(secret), 0);
+	/* The honest one's slot and word, as anyone mapping it reads them. */
+	slot = 0;
+	word = r.ch->seg.pubs[0].state;
+	cr_assert_eq(zbus_pub_send_ref(liar, secret, sizeof(secret), &seq), 0);
+	d = &r.ch->seg.ring[seq & (r.ch->seg.g.ring_capacity - 1)];
+	rec = (struct zb_ref *)(r.ch->seg.arena +
+				(d->pos & (r.ch->seg.g.arena_size - 1)));
+	rec->slot = slot;
+	rec->word = word;
+	st = consumer_result(&k);
+	cr_assert_eq(st, ESTALE, "consumer exit %d, not ESTALE", st);
+	zbus_pub_free(liar);
+	root_done(&r);
+}

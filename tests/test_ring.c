@@ -266,13 +266,14 @@ Test(ring, slots_count_what_was_published_and_what_was_lost)
 	struct zbus_msg m[16];
 	struct zbus_loan l;
 	uint32_t ps, qs, ss, word;
+	uint64_t table;
 
 	make(64, 16, 0);
 	p = pub_nb();
 	q = pub_nb();
 	s = sub_of(ZBUS_LOSSY);
-	zb_pub_identity(p, &ps, &word);
-	zb_pub_identity(q, &qs, &word);
+	zb_pub_identity(p, &ps, &word, &table);
+	zb_pub_identity(q, &qs, &word, &table);
 	zb_sub_identity(s, &ss, &word);
 	for (uint64_t i = 0; i < 100; i++)
 		send_filled(i % 4 ? p : q, 40, i);
@@ -291,7 +292,7 @@ Test(ring, slots_count_what_was_published_and_what_was_lost)
 	zbus_sub_free(s);
 	p = pub_nb();
 	s = sub_of(ZBUS_LOSSY);
-	zb_pub_identity(p, &ps, &word);
+	zb_pub_identity(p, &ps, &word, &table);
 	zb_sub_identity(s, &ss, &word);
 	cr_expect_eq(zb_load64(&ch->seg.pubs[ps].published), 0);
 	cr_expect_eq(zb_load64(&ch->seg.slots[ss].missed), 0);

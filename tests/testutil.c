@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
@@ -257,4 +258,62 @@ __attribute__((no_sanitize_thread)) int tu_check_racy(const void *buf,
 	*producer = prod;
 	*index = idx;
 	return stamped == (h ^ h0) ? 0 : -1;
+}
+
+int tu_broker_start(struct tu_broker *b)
+{
+	const char *build = getenv("ZBUS_BUILD_DIR");
+	struct zbus_conn_opts co = { .flags = ZBUS_CONN_NO_AUTOSTART };
+	char zbusd[512];
+
+	if (!build)
+		return -ENOENT;
+	snprintf(b->dir, sizeof(b->dir), "/tmp/zbus-test.XXXXXX");
+	if (!mkdtemp(b->dir))
+		return -errno;
+	/* Others (tests that drop to another user) must reach the socket. */
+	chmod(b->dir, 0755);
+	snprintf(b->sock, sizeof(b->sock), "%s/zbusd.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/zbusd.log", b->dir);
+	snprintf(zbusd, sizeof(zbusd), "%s/broker/zbusd", build);
+	b->pid = fork();
+	if (b->pid < 0)
+		return -errno;
+	if (!b->pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (!freopen(b->log, "a", stderr))
+			_exit(126);
+		execl(zbusd, "zbusd", "--socket", b->sock, (char *)NULL);
+		_exit(127);
+	}
+	co.socket_path = b->sock;
+	for (int i = 0; i < 500; i++) {
+		struct zbus_conn *c;
+
+		if (zbus_conn_open(&co, &c) == 0) {
+			zbus_conn_free(c);
+			return 0;
+		}
+		usleep(10000);
+	}
+	tu_broker_stop(b);
+	return -ETIMEDOUT;
+}
+
+void tu_broker_stop(struct tu_broker *b)
+{
+	char path[192];
+
+	if (b->pid > 0) {
+		kill(b->pid, SIGTERM);
+		waitpid(b->pid, NULL, 0);
+		b->pid = 0;
+	}
+	unlink(b->log);
+	unlink(b->sock);
+	snprintf(path, sizeof(path), "%s.lock", b->sock);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s.state", b->sock);
+	unlink(path);
+	rmdir(b->dir);
 }

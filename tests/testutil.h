@@ -69,4 +69,21 @@ int tu_check_racy(const void *buf, size_t len, uint32_t *producer,
  * signal/timeout: the child is then killed). */
 int tu_wait_child(pid_t pid, int timeout_s);
 
+/* A zbusd of the build under test, on a socket in a directory of its own. */
+struct tu_broker {
+	char dir[64];
+	char sock[128];
+	char log[160];
+	pid_t pid;
+};
+
+/*
+ * tu_broker_start() - make a directory, start zbusd on a socket in it (its
+ * log in the same directory, killed with us) and wait until it answers.
+ * Needs ZBUS_BUILD_DIR. Return: 0; -errno (-ETIMEDOUT: it never answered).
+ */
+int tu_broker_start(struct tu_broker *b);
+/* SIGTERM it, wait, and remove what it left and the directory. */
+void tu_broker_stop(struct tu_broker *b);
+
 #endif /* ZB_TESTUTIL_H */

@@ -56,6 +56,7 @@ extern "C" {
 struct zbus_channel;
 struct zbus_pub;
 struct zbus_sub;
+struct zbus_conn;
 
 /**
  * struct zbus_channel_opts - geometry of a new channel
@@ -366,11 +367,17 @@ ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub);
  * @spin_us: how long a blocking receive spins before it sleeps on a futex
  *           (0: 50 µs; -1: never spin, sleep at once)
  * @reserved: must be zero
+ * @conn: if not NULL, a connection to the broker the channel was opened or
+ *        created through; a message by reference whose publisher this
+ *        process may not read (another user) is then pulled by the broker
+ *        on our behalf, when the channel's mode lets us subscribe. It must
+ *        outlive the subscription.
  */
 struct zbus_sub_opts {
 	uint32_t policy;
 	int32_t spin_us;
-	uint32_t reserved[6];
+	uint32_t reserved[4];
+	struct zbus_conn *conn;
 };
 
 /**
@@ -501,9 +508,15 @@ ZBUS_EXPORT int zbus_sub_recv(struct zbus_sub *sub, void *buf, size_t cap,
  * revoked the buffer (zbus_pub_ref_revoke(), its zbus_pub_ref_wait()
  * returned, or it ended) before the copy was done; -EFAULT when the range
  * is not mapped in the publisher; -EPERM when this process may not read
- * the publisher's memory (another user, a non-dumpable process);
+ * the publisher's memory (another user, a non-dumpable process) and the
+ * subscription has no connection to have the broker pull for it
+ * (zbus_sub_opts.conn);
  * -EBADMSG when the reference is corrupt (the process behind the slot is
- * not a publisher of this channel); -ENOMEM.
+ * not a publisher of this channel); -ENOMEM. Through the broker also:
+ * -EACCES when the channel's mode does not let this user subscribe;
+ * -ESRCH when the publisher did not register (zbus_conn_register_pub());
+ * -ESTALE when its own table does not vouch for the message; transport
+ * errors.
  * Thread-safety: one thread at a time per subscription.
  */
 ZBUS_EXPORT ssize_t zbus_sub_pull(struct zbus_sub *sub,
@@ -730,6 +743,11 @@ ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
  *
  * As for zbus_conn_register_sub(), the watch outlives a broker restart,
  * and only the process that opened @conn may register its own @pub.
+ *
+ * It also tells the broker where @pub keeps its table of messages by
+ * reference: only a registered publisher's messages by reference can be
+ * pulled through the broker by subscribers of other users, and only what
+ * that table vouches for.
  *
  * Return: 0; -ENOENT; -EACCES (no publish right); -ESTALE if @pub's slot
  * does not hold it; -EPERM if another process holds @pub's slot; -EDQUOT
