@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,8 +221,14 @@ static int pack_registry(const struct zbd_registry *reg, uint8_t **buf,
 	return 0;
 }
 
-/* All @len bytes of @buf into @fd, then on the disk. */
-static int write_synced(int fd, const uint8_t *buf, size_t len)
+/*
+ * All @len bytes of @buf into @fd. Not synced to the disk: the file only
+ * has to outlive the broker, not the machine. After a machine crash every
+ * memfd it names is gone too, and the page cache already survives a dead
+ * broker. On a disk-backed /run an fsync per subscription cost
+ * milliseconds of every control request.
+ */
+static int write_all(int fd, const uint8_t *buf, size_t len)
 {
 	while (len) {
 		ssize_t n = write(fd, buf, len);
@@ -235,21 +240,7 @@ static int write_synced(int fd, const uint8_t *buf, size_t len)
 		buf += n;
 		len -= (size_t)n;
 	}
-	return fsync(fd) < 0 ? -errno : 0;
-}
-
-/* Make a rename into @path's directory survive a crash. */
-static int sync_parent(const char *path)
-{
-	_zb_cleanup_free_ char *copy = strdup(path);
-	_zb_cleanup_close_ int fd = -1;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return fsync(fd) < 0 ? -errno : 0;
+	return 0;
 }
 
 int zbd_persist_save(const char *path, const struct zbd_registry *reg)
@@ -272,16 +263,14 @@ int zbd_persist_save(const char *path, const struct zbd_registry *reg)
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	r = write_synced(fd, buf, len);
+	r = write_all(fd, buf, len);
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
-	if (r < 0) {
+	if (r < 0)
 		unlink(tmp);
-		return r;
-	}
-	return sync_parent(path);
+	return r;
 }
 
 /* --- loading ----------------------------------------------------------- */

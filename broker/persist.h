@@ -27,8 +27,9 @@
  * @reg: the registry, only read
  *
  * Writes a new file beside @path (O_CREAT | O_EXCL, mode 0600, a unique
- * name), syncs it, renames it over @path and syncs the directory: readers
- * and crashes see the old file or the new one, never a part of either.
+ * name) and renames it over @path: readers and a broker killed at any
+ * point see the old file or the new one, never a part of either. Not
+ * synced: what it describes (memfds) does not outlive the machine either.
  * A symbolic link at @path is replaced, not followed.
  *
  * Watches on channels @reg no longer holds are left out: they only wait
@@ -36,10 +37,8 @@
  *
  * Return: 0; -E2BIG if @reg holds more channels or watches than
  * zbd_persist_load() accepts; -ENOMEM; -errno of fstat() on a channel's fd, or of creating,
- * writing, syncing, closing or renaming the file (-EACCES, -ENOSPC, -EIO,
- * -EISDIR...): the new file is then removed and @path left as it was;
- * -errno of opening or syncing the directory after the rename: @path is
- * then already replaced, but the rename may not survive a crash.
+ * writing, closing or renaming the file (-EACCES, -ENOSPC, -EIO,
+ * -EISDIR...): the new file is then removed and @path left as it was.
  * Thread-safety: any thread, while nobody changes @reg.
  */
 int zbd_persist_save(const char *path, const struct zbd_registry *reg);

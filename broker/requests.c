@@ -21,6 +21,7 @@
 #include "fdpass.h"
 #include "layout.h"
 #include "live.h"
+#include "procinfo.h"
 #include "ref.h"
 #include "log.h"
 #include "rates.h"
@@ -558,6 +559,17 @@ static int do_list(struct zbd_registry *reg, const Zbusctl__List *ls,
 	return 0;
 }
 
+void zbd_client_proc(struct zbd_client *c)
+{
+	if (c->proc_known)
+		return;
+	c->proc_known = 1;
+	c->inner_pid = c->pid;
+	(void)zbd_proc_inner_pid(c->pid, &c->inner_pid);
+	if (zbd_proc_start_time(c->pid, &c->start_time) < 0)
+		c->start_time = 0;
+}
+
 /* The state word slot @slot (of @kind) of @c holds now (0 out of range). */
 static uint32_t word_of(const struct zbd_channel *c, enum zbd_watch_kind kind,
 			uint32_t slot)
@@ -619,6 +631,8 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	 * that process's, else its death would free another's slot. */
 	holder = pub ? zb_live_pub_pid(c->ch, slot) :
 		       zb_live_slot_pid(c->ch, slot);
+	if (holder != (uint32_t)p->pid)
+		zbd_client_proc(p); /* in a pid namespace of its own? */
 	if (holder != (uint32_t)p->pid && holder != (uint32_t)p->inner_pid) {
 		fail(rp, -EPERM, "%s slot %u of '%s' belongs to pid %u, not "
 		     "to the process that connected (pid %d): each process "

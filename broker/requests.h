@@ -38,11 +38,22 @@ struct zbd_action {
 struct zbd_client {
 	unsigned long long id;
 	pid_t pid;          /* SO_PEERCRED: in the broker's pid namespace */
+	/* From /proc, read when first needed (zbd_client_proc()): most
+	 * clients never register a slot, and the reads cost a connect 2x. */
+	int proc_known;
 	pid_t inner_pid;    /* as the client sees itself (procinfo.h) */
 	uint64_t start_time; /* its start (procinfo.h); 0: unknown */
 	struct zbd_identity who;
 	int said_hello;
 };
+
+/*
+ * zbd_client_proc() - fill @c's inner_pid and start_time from /proc once.
+ * Read while its pidfd pins the pid: if the process is gone, they may be
+ * another's, and unused, since its pidfd ends the connection and fires
+ * any watch made on it at once.
+ */
+void zbd_client_proc(struct zbd_client *c);
 
 /*
  * zbd_answer() - answer one request record from @c.

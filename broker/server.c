@@ -224,15 +224,6 @@ static int identify(struct zbd_peer *p)
 	len = sizeof(p->pidfd);
 	if (getsockopt(p->fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) < 0)
 		p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-	/* Read while the pidfd pins the pid. If the process is gone by the
-	 * time the pidfd says so, these may be another's: unused then, its
-	 * pidfd ends the connection at once. */
-	p->c.inner_pid = cred.pid;
-	if (p->pidfd >= 0) {
-		(void)zbd_proc_inner_pid(cred.pid, &p->c.inner_pid);
-		if (zbd_proc_start_time(cred.pid, &p->c.start_time) < 0)
-			p->c.start_time = 0;
-	}
 	return 0;
 }
 
@@ -395,6 +386,7 @@ static int watch_slot(struct zbd_server *s, struct zbd_peer *p,
 
 	if (p->pidfd < 0)
 		return -ESRCH;
+	zbd_client_proc(&p->c);
 	old = same_watch(s, p, a);
 	if (old) {
 		old->client = p->c.id; /* now this connection's */
