@@ -11,7 +11,10 @@
  *   zbus [--socket PATH] stat CHANNEL
  *
  * pub reads standard input: one message per line (without its newline) by
- * default, the whole of F as one message with --file, or binary records
+ * default, the whole of F as one message with --file (a file larger than
+ * the channel's messages is published by reference: subscribers pull it
+ * out of pub's mapping of it, and pub waits until every reliable one has
+ * it), or binary records
  * (a 4-byte little-endian length, then that many bytes) with --records.
  * sub writes each message followed by a newline, or as such records.
  * Either creates the channel when it does not exist yet (mode 0600 unless
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <zbus/zbus.h>
@@ -144,6 +148,26 @@ static int pub_records(struct zbus_pub *pub, size_t max)
 	return r;
 }
 
+/*
+ * A file larger than the channel's messages: map it and publish it by
+ * reference; subscribers pull it straight out of the mapping (one copy),
+ * and we stay until every reliable one has.
+ */
+static int pub_file_by_ref(struct zbus_pub *pub, int fd, size_t size)
+{
+	uint64_t seq;
+	void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	int r;
+
+	if (p == MAP_FAILED)
+		return -errno;
+	r = zbus_pub_send_ref(pub, p, size, &seq);
+	if (r == 0)
+		r = zbus_pub_ref_wait(pub, seq, -1);
+	munmap(p, size);
+	return r;
+}
+
 static int pub_file(struct zbus_pub *pub, const char *path, size_t max)
 {
 	FILE *f = fopen(path, "rb");
@@ -162,10 +186,14 @@ static int pub_file(struct zbus_pub *pub, const char *path, size_t max)
 		return -EIO;
 	}
 	if ((size_t)size > max) {
-		fprintf(stderr, "zbus: %s is %ld bytes, more than the channel's "
-			"maximum message size (%zu)\n", path, size, max);
+		r = pub_file_by_ref(pub, fileno(f), (size_t)size);
 		fclose(f);
-		return -EMSGSIZE;
+		if (r < 0)
+			fprintf(stderr, "zbus: %s is %ld bytes, more than the "
+				"channel's maximum message size (%zu), and "
+				"publishing it by reference failed: %s\n",
+				path, size, max, zbus_strerror(r));
+		return r;
 	}
 	/* Read straight into the loan: the file is copied once. */
 	r = zbus_pub_loan(pub, (size_t)size, &loan);
@@ -243,8 +271,32 @@ static int cmd_pub(struct tool *t, int argc, char **argv)
 	return r < 0 ? 1 : 0;
 }
 
-static int write_msg(const struct zbus_msg *m, int records)
+/* Write message by reference @m to stdout, pulled a piece at a time. */
+static int write_pulled(struct zbus_sub *sub, const struct zbus_msg *m)
 {
+	static uint8_t piece[1 << 20];
+
+	for (uint64_t off = 0; off < m->size; off += sizeof(piece)) {
+		size_t n = m->size - off < sizeof(piece) ?
+				   (size_t)(m->size - off) : sizeof(piece);
+		ssize_t r = zbus_sub_pull(sub, m, off, piece, n);
+
+		if (r < 0) {
+			fprintf(stderr, "zbus: message %lu by reference: %s\n",
+				(unsigned long)m->seq, zbus_strerror((int)r));
+			return (int)r;
+		}
+		if (fwrite(piece, 1, n, stdout) != n)
+			return -EIO;
+	}
+	return 0;
+}
+
+static int write_msg(struct zbus_sub *sub, const struct zbus_msg *m,
+		     int records)
+{
+	int r;
+
 	if (records) {
 		uint8_t hdr[4] = { (uint8_t)m->size, (uint8_t)(m->size >> 8),
 				   (uint8_t)(m->size >> 16),
@@ -253,8 +305,14 @@ static int write_msg(const struct zbus_msg *m, int records)
 		if (fwrite(hdr, 1, 4, stdout) != 4)
 			return -1;
 	}
-	if (m->size && fwrite(m->data, 1, m->size, stdout) != m->size)
+	if (m->flags & ZBUS_MSG_REF) {
+		r = write_pulled(sub, m);
+		if (r == -EIO)
+			return -1;
+		/* A failed pull loses that message, not the stream. */
+	} else if (m->size && fwrite(m->data, 1, m->size, stdout) != m->size) {
 		return -1;
+	}
 	if (!records && putchar('\n') == EOF)
 		return -1;
 	return 0;
@@ -309,6 +367,9 @@ static int cmd_sub(struct tool *t, int argc, char **argv)
 	if (connect_broker(t) ||
 	    open_channel(t, argv[optind], mode, max_size, so.policy, &ch))
 		return 1;
+	/* Publishers of another user: the broker pulls their messages by
+	 * reference for us. */
+	so.conn = t->conn;
 	r = zbus_sub_new(ch, &so, &sub);
 	if (r < 0) {
 		zbus_channel_free(ch);
@@ -352,7 +413,7 @@ static int cmd_sub(struct tool *t, int argc, char **argv)
 			if (m[i].missed)
 				fprintf(stderr, "zbus: missed %lu message(s)\n",
 					(unsigned long)m[i].missed);
-			if (write_msg(&m[i], records) < 0)
+			if (write_msg(sub, &m[i], records) < 0)
 				r = -EIO;
 		}
 		if (zbus_sub_release(sub) < 0)

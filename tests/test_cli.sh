@@ -73,6 +73,15 @@ wait "$sub_pid" || fail "zbus sub --records exited $?"
 [[ $(stat -c %s "$tmp/blob.out") -eq 50004 ]] || fail "record size wrong"
 tail -c 50000 "$tmp/blob.out" | cmp -s - "$tmp/blob" || fail "file content differs"
 
+step "--file larger than the channel's messages: by reference, pulled"
+head -c 3000000 /dev/urandom >"$tmp/big"
+subscribe bigs "$tmp/big.out" -n 1 --records --max-size 4096
+"$zbus" pub bigs --file "$tmp/big" --max-size 4096 ||
+	fail "zbus pub --file of 3 MB on a 4 KiB channel exited $?"
+wait "$sub_pid" || fail "zbus sub exited $?: $(cat "$tmp/big.out.err")"
+[[ $(stat -c %s "$tmp/big.out") -eq 3000004 ]] || fail "big record size wrong"
+tail -c 3000000 "$tmp/big.out" | cmp -s - "$tmp/big" || fail "big file differs"
+
 step "--records in: length-prefixed binary records, including an empty one"
 subscribe recs "$tmp/recs.out" -n 3 --records
 printf '\x03\x00\x00\x00abc\x00\x00\x00\x00\x02\x00\x00\x00\x00\xff' |
