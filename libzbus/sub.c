@@ -265,9 +265,13 @@ static int holds(const struct zbus_sub *sub, const struct zbus_msg *msg)
 {
 	const struct zb_ring_sub *r = &sub->ring;
 
+	uint64_t arena = r->seg->g.arena_size;
+
 	return r->holding && (int64_t)(msg->seq - r->held_seq) >= 0 &&
 	       (int64_t)(r->read_seq - msg->seq) > 0 &&
-	       msg->priv - r->oldest_pos < r->read_pos - r->oldest_pos;
+	       msg->priv - r->oldest_pos < r->read_pos - r->oldest_pos &&
+	       msg->priv % ZB_ARENA_ALIGN == 0 &&
+	       (msg->priv & (arena - 1)) + sizeof(struct zb_ref) <= arena;
 }
 
 ZBUS_EXPORT ssize_t zbus_sub_pull(struct zbus_sub *sub,

@@ -490,6 +490,10 @@ Test(ref, a_pull_beyond_the_published_range_is_refused)
 	forged = m;
 	forged.seq += 1;
 	cr_assert_eq(zbus_sub_pull(s, &forged, 0, dst, 1), -EINVAL);
+	/* Or a record's place the caller made up. */
+	forged = m;
+	forged.priv += 8;
+	cr_assert_eq(zbus_sub_pull(s, &forged, 0, dst, 1), -EINVAL);
 	cr_assert_eq(zbus_sub_pull(s, &m, 1000, dst, 24), 24);
 	cr_assert(holds(dst, 1000, 24, 5));
 	zbus_sub_release(s);
