@@ -31,7 +31,6 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "channel.h"
@@ -44,6 +43,7 @@
 #include "rates.h"
 #include "reclaim.h"
 #include "requests.h"
+#include "vmpull.h"
 #include "wait.h"
 
 #ifndef SO_PEERPIDFD
@@ -223,7 +223,7 @@ static int identify(struct zbd_peer *p)
 	/* The pidfd pins the process that connected: never a bare pid. */
 	len = sizeof(p->pidfd);
 	if (getsockopt(p->fd, SOL_SOCKET, SO_PEERPIDFD, &p->pidfd, &len) < 0)
-		p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+		p->pidfd = zb_pidfd_open(cred.pid);
 	return 0;
 }
 
@@ -474,9 +474,9 @@ static int saved_process(const struct zbd_saved_watch *w, int *pidfd)
 {
 	uint64_t start;
 
-	*pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+	*pidfd = zb_pidfd_open(w->pid);
 	if (*pidfd < 0)
-		return errno == ESRCH ? 0 : -errno;
+		return *pidfd == -ESRCH ? 0 : *pidfd;
 	/*
 	 * Looked at only now that the pidfd pins what holds the pid: if that
 	 * started when the saved process did, it is that process. /proc may
