@@ -39,15 +39,11 @@
 #define _GNU_SOURCE
 #endif
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,177 +51,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <zbus/zbus.h>
 
-#define KiB 1024ull
-#define MiB (1024ull * KiB)
-#define GiB (1024ull * MiB)
+#include "bench_util.h"
 
-#define CACHE_LINE 64
 #define RECV_BATCH 64		/* messages per zbus_sub_recv_batch() */
 #define MAX_SIZES 16
 #define MAX_SIZE (16 * MiB)	/* rings hold several: keep memory sane */
 #define MAX_REPS 1000
 
 /* ------------------------------------------------------------------------ */
-/* Errors, signals, time                                                    */
+/* Arithmetic                                                               */
 /* ------------------------------------------------------------------------ */
 
-static volatile sig_atomic_t g_timed_out;	/* SIGALRM seen */
-static volatile sig_atomic_t g_child_exited;	/* SIGCHLD seen (parent) */
 static volatile uint64_t g_sink;		/* keeps payload reads alive */
-static char g_err[512];			/* first failure, for stderr */
-
-/*
- * Only the first failure is recorded: it is the cause, whatever fails while
- * unwinding after it is a consequence.
- */
-static void set_err(const char *fmt, va_list ap, const char *reason)
-{
-	size_t n;
-
-	if (g_err[0])
-		return;
-	vsnprintf(g_err, sizeof(g_err), fmt, ap);
-	n = strlen(g_err);
-	if (reason && n < sizeof(g_err))
-		snprintf(g_err + n, sizeof(g_err) - n, ": %s", reason);
-}
-
-__attribute__((format(printf, 2, 3)))
-static int fail(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	set_err(fmt, ap, strerror(-err));
-	va_end(ap);
-	return err;
-}
-
-/* As fail(), for a return code of libzbus: it has its own texts. */
-__attribute__((format(printf, 2, 3)))
-static int zfail(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	set_err(fmt, ap, zbus_strerror(err));
-	va_end(ap);
-	return err;
-}
-
-static void on_alarm(int sig)
-{
-	(void)sig;
-	g_timed_out = 1;
-}
-
-static void on_child(int sig)
-{
-	(void)sig;
-	g_child_exited = 1;
-}
-
-static int setup_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	/*
-	 * No SA_RESTART: a read() or write() blocked on a peer that hangs
-	 * must return EINTR so that the alarm is noticed.
-	 */
-	sa.sa_handler = on_alarm;
-	if (sigaction(SIGALRM, &sa, NULL) < 0)
-		return fail(-errno, "sigaction(SIGALRM)");
-	sa.sa_handler = on_child;
-	sa.sa_flags = SA_NOCLDSTOP;
-	if (sigaction(SIGCHLD, &sa, NULL) < 0)
-		return fail(-errno, "sigaction(SIGCHLD)");
-	/* A peer that died must give EPIPE, not kill us silently. */
-	sa.sa_handler = SIG_IGN;
-	sa.sa_flags = 0;
-	if (sigaction(SIGPIPE, &sa, NULL) < 0)
-		return fail(-errno, "sigaction(SIGPIPE)");
-	return 0;
-}
-
-static bool stop_requested(void)
-{
-	bool stop = g_timed_out || g_child_exited;
-
-	/*
-	 * Keep the compiler from moving the flag read after the poll that
-	 * follows: a poll made after the flag was seen must see everything
-	 * the peer published before it exited.
-	 */
-	atomic_signal_fence(memory_order_seq_cst);
-	return stop;
-}
-
-static int stop_error(const char *where)
-{
-	if (g_timed_out)
-		return fail(-ETIMEDOUT, "%s: gave up waiting", where);
-	return fail(-EPIPE, "%s: peer exited", where);
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
-/*
- * Busy-poll @expr while it returns -EAGAIN, every transport the same way.
- * The stop flags are sampled before each attempt, so the attempt made after
- * a peer's exit was noticed still sees what the peer published; only if
- * that one finds nothing either do we give up.
- */
-#define SPIN(ret, expr, where)                                 \
-	do {                                                   \
-		for (;;) {                                     \
-			bool stop_ = stop_requested();         \
-			(ret) = (expr);                        \
-			if ((ret) != -EAGAIN)                  \
-				break;                         \
-			if (stop_) {                           \
-				(ret) = stop_error(where);     \
-				break;                         \
-			}                                      \
-			cpu_relax();                           \
-		}                                              \
-	} while (0)
-
-/* CLOCK_MONOTONIC is system-wide: both processes read the same clock. */
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
 {
 	return v < lo ? lo : v > hi ? hi : v;
-}
-
-static uint64_t round_up(uint64_t v, uint64_t align)
-{
-	return (v + align - 1) / align * align;
 }
 
 static uint64_t pow2_floor(uint64_t v)
@@ -240,22 +86,6 @@ static uint64_t pow2_floor(uint64_t v)
 /* ------------------------------------------------------------------------ */
 /* Payload: written in full by every sender, read in full by every receiver */
 /* ------------------------------------------------------------------------ */
-
-/*
- * Every byte carries the low byte of @seq; the first word carries @seq and
- * the last word ~@seq, so a lost, repeated, reordered or torn message shows.
- */
-static void payload_fill(void *dst, size_t size, uint64_t seq)
-{
-	unsigned char *p = dst;
-	uint64_t inv = ~seq;
-
-	memset(p, (int)(seq & 0xff), size);
-	if (size >= 8)
-		memcpy(p, &seq, 8);
-	if (size >= 16)
-		memcpy(p + size - 8, &inv, 8);
-}
 
 static int payload_read(const void *src, size_t size, uint64_t seq)
 {
@@ -288,57 +118,10 @@ static int payload_read(const void *src, size_t size, uint64_t seq)
 	if (size > 16)
 		ok = ok && p[size / 2] == (unsigned char)(seq & 0xff);
 	if (!ok)
-		return fail(-EBADMSG,
-			    "message %" PRIu64 " arrived with a wrong payload "
-			    "(first word %#" PRIx64 ")", seq, first);
-	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Blocking fd helpers                                                      */
-/* ------------------------------------------------------------------------ */
-
-static int write_full(int fd, const void *buf, size_t len, const char *where)
-{
-	const unsigned char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR && !g_timed_out)
-				continue;
-			if (errno == EINTR)
-				return fail(-ETIMEDOUT, "%s: write", where);
-			if (errno == EPIPE)
-				return fail(-EPIPE, "%s: peer exited", where);
-			return fail(-errno, "%s: write", where);
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int read_full(int fd, void *buf, size_t len, const char *where)
-{
-	unsigned char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = read(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR && !g_timed_out)
-				continue;
-			if (errno == EINTR)
-				return fail(-ETIMEDOUT, "%s: read", where);
-			return fail(-errno, "%s: read", where);
-		}
-		if (n == 0)
-			return fail(-EPIPE, "%s: peer exited", where);
-		p += n;
-		len -= (size_t)n;
-	}
+		return bench_fail(-EBADMSG,
+				  "message %" PRIu64 " arrived with a wrong "
+				  "payload (first word %#" PRIx64 ")", seq,
+				  first);
 	return 0;
 }
 
@@ -439,9 +222,9 @@ static int zlink_create(struct link *l)
 	l->z.owner = getpid();
 	ret = zbus_channel_create("zbus-bench", &opts, &l->z.ch);
 	if (ret < 0)
-		return zfail(ret, "zbus_channel_create(max_msg_size %zu, "
-			     "ring %u, arena %" PRIu64 ")", l->size,
-			     l->geom.ring, l->geom.arena);
+		return bench_zfail(ret, "zbus_channel_create(max_msg_size %zu, "
+				   "ring %u, arena %" PRIu64 ")", l->size,
+				   l->geom.ring, l->geom.arena);
 	return 0;
 }
 
@@ -461,7 +244,7 @@ static int zlink_open(struct link *l, enum role role)
 		ret = zbus_channel_attach_dup(zbus_channel_fd(z->ch),
 					      zbus_channel_state_fd(z->ch), &ch);
 		if (ret < 0)
-			return zfail(ret, "zbus_channel_attach_dup");
+			return bench_zfail(ret, "zbus_channel_attach_dup");
 		zbus_channel_free(z->ch);
 		z->ch = ch;
 	}
@@ -473,13 +256,13 @@ static int zlink_open(struct link *l, enum role role)
 		po.flags = l->tp->pub_flags;
 		ret = zbus_pub_new(z->ch, &po, &z->pub);
 		if (ret < 0)
-			return zfail(ret, "zbus_pub_new");
+			return bench_zfail(ret, "zbus_pub_new");
 	} else {
 		memset(&so, 0, sizeof(so));
 		so.policy = ZBUS_RELIABLE;
 		ret = zbus_sub_new(z->ch, &so, &z->sub);
 		if (ret < 0)
-			return zfail(ret, "zbus_sub_new");
+			return bench_zfail(ret, "zbus_sub_new");
 	}
 	return 0;
 }
@@ -495,20 +278,7 @@ static void zlink_close(struct link *l)
 
 static int zc_send(struct link *l, uint64_t seq)
 {
-	struct zbus_loan loan;
-	int ret;
-
-	SPIN(ret, zbus_pub_loan(l->z.pub, l->size, &loan), "zbus_pub_loan");
-	if (ret < 0)
-		return zfail(ret, "zbus_pub_loan(%zu)", l->size);
-	if (loan.size < l->size || !loan.data)
-		return fail(-EPROTO, "zbus_pub_loan(%zu) loaned %zu bytes "
-			    "at %p", l->size, loan.size, loan.data);
-	payload_fill(loan.data, l->size, seq);
-	ret = zbus_pub_publish(l->z.pub, &loan, l->size);
-	if (ret < 0)
-		return zfail(ret, "zbus_pub_publish");
-	return 0;
+	return bench_loan_send(l->z.pub, l->size, seq);
 }
 
 static int zc_recv(struct link *l, uint64_t seq)
@@ -518,21 +288,24 @@ static int zc_recv(struct link *l, uint64_t seq)
 	int ret;
 
 	if (z->idx == z->cnt) {
-		SPIN(ret, zbus_sub_recv_batch(z->sub, z->msgs, RECV_BATCH, 0),
-		     "zbus_sub_recv_batch");
+		BENCH_SPIN(ret, zbus_sub_recv_batch(z->sub, z->msgs,
+						    RECV_BATCH, 0),
+			   "zbus_sub_recv_batch");
 		if (ret < 0)
-			return zfail(ret, "zbus_sub_recv_batch");
+			return bench_zfail(ret, "zbus_sub_recv_batch");
 		if (ret == 0 || ret > RECV_BATCH)
-			return fail(-EPROTO, "zbus_sub_recv_batch returned %d "
-				    "for at most %d", ret, RECV_BATCH);
+			return bench_fail(-EPROTO, "zbus_sub_recv_batch "
+					  "returned %d for at most %d", ret,
+					  RECV_BATCH);
 		z->cnt = (unsigned int)ret;
 		z->idx = 0;
 	}
 
 	m = &z->msgs[z->idx++];
 	if (m->size != l->size)
-		return fail(-EBADMSG, "zbus message %" PRIu64 " has %zu bytes, "
-			    "expected %zu", seq, m->size, l->size);
+		return bench_fail(-EBADMSG, "zbus message %" PRIu64 " has "
+				  "%zu bytes, expected %zu", seq, m->size,
+				  l->size);
 	ret = payload_read(m->data, m->size, seq);
 	if (ret < 0)
 		return ret;
@@ -541,7 +314,7 @@ static int zc_recv(struct link *l, uint64_t seq)
 	if (z->idx == z->cnt) {
 		ret = zbus_sub_release(z->sub);
 		if (ret < 0)
-			return zfail(ret, "zbus_sub_release");
+			return bench_zfail(ret, "zbus_sub_release");
 	}
 	return 0;
 }
@@ -550,10 +323,11 @@ static int zcopy_send(struct link *l, uint64_t seq)
 {
 	int ret;
 
-	payload_fill(l->buf, l->size, seq);
-	SPIN(ret, zbus_pub_send(l->z.pub, l->buf, l->size), "zbus_pub_send");
+	bench_payload_fill(l->buf, l->size, seq);
+	BENCH_SPIN(ret, zbus_pub_send(l->z.pub, l->buf, l->size),
+		   "zbus_pub_send");
 	if (ret < 0)
-		return zfail(ret, "zbus_pub_send(%zu)", l->size);
+		return bench_zfail(ret, "zbus_pub_send(%zu)", l->size);
 	return 0;
 }
 
@@ -561,13 +335,13 @@ static int zcopy_recv(struct link *l, uint64_t seq)
 {
 	int ret;
 
-	SPIN(ret, zbus_sub_recv(l->z.sub, l->buf, l->size, NULL, 0),
-	     "zbus_sub_recv");
+	BENCH_SPIN(ret, zbus_sub_recv(l->z.sub, l->buf, l->size, NULL, 0),
+		   "zbus_sub_recv");
 	if (ret < 0)
-		return zfail(ret, "zbus_sub_recv");
+		return bench_zfail(ret, "zbus_sub_recv");
 	if ((size_t)ret != l->size)
-		return fail(-EBADMSG, "zbus_sub_recv returned %d bytes, "
-			    "expected %zu", ret, l->size);
+		return bench_fail(-EBADMSG, "zbus_sub_recv returned %d bytes, "
+				  "expected %zu", ret, l->size);
 	return payload_read(l->buf, l->size, seq);
 }
 
@@ -578,7 +352,7 @@ static int ring_create(struct link *l)
 	struct rlink *r = &l->r;
 	void *p;
 
-	r->slot_bytes = round_up(l->size, CACHE_LINE);
+	r->slot_bytes = bench_round_up(l->size, CACHE_LINE);
 	r->mask = l->geom.slots - 1;
 	r->map_bytes = sizeof(struct shm_ring) +
 		       (size_t)l->geom.slots * r->slot_bytes;
@@ -586,12 +360,12 @@ static int ring_create(struct link *l)
 	p = mmap(NULL, r->map_bytes, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
-		return fail(-errno, "mmap(%zu)", r->map_bytes);
+		return bench_fail(-errno, "mmap(%zu)", r->map_bytes);
 	r->ring = p;
 	/* Atomics shared between processes must be lock-free (address-free). */
 	if (!atomic_is_lock_free(&r->ring->prod_tail))
-		return fail(-ENOTSUP, "shm-ring: 64-bit atomics are not "
-			    "lock-free");
+		return bench_fail(-ENOTSUP, "shm-ring: 64-bit atomics are not "
+				  "lock-free");
 	atomic_init(&r->ring->prod_tail, 0);
 	atomic_init(&r->ring->cons_head, 0);
 	return 0;
@@ -649,10 +423,10 @@ static int ring_send(struct link *l, uint64_t seq)
 	struct rlink *r = &l->r;
 	int ret;
 
-	SPIN(ret, ring_try_reserve(r), "shm-ring send");
+	BENCH_SPIN(ret, ring_try_reserve(r), "shm-ring send");
 	if (ret < 0)
 		return ret;
-	payload_fill(ring_slot(r, r->pos), l->size, seq);
+	bench_payload_fill(ring_slot(r, r->pos), l->size, seq);
 	r->pos++;
 	/* Release pairs with the acquire in ring_try_peek(). */
 	atomic_store_explicit(&r->ring->prod_tail, r->pos,
@@ -665,7 +439,7 @@ static int ring_recv(struct link *l, uint64_t seq)
 	struct rlink *r = &l->r;
 	int ret;
 
-	SPIN(ret, ring_try_peek(r), "shm-ring recv");
+	BENCH_SPIN(ret, ring_try_peek(r), "shm-ring recv");
 	if (ret < 0)
 		return ret;
 	ret = payload_read(ring_slot(r, r->pos), l->size, seq);
@@ -684,7 +458,7 @@ static int unix_create(struct link *l)
 {
 	l->f.fd[0] = l->f.fd[1] = -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, l->f.fd) < 0)
-		return fail(-errno, "socketpair");
+		return bench_fail(-errno, "socketpair");
 	return 0;
 }
 
@@ -692,7 +466,7 @@ static int pipe_create(struct link *l)
 {
 	l->f.fd[0] = l->f.fd[1] = -1;
 	if (pipe2(l->f.fd, O_CLOEXEC) < 0)
-		return fail(-errno, "pipe2");
+		return bench_fail(-errno, "pipe2");
 	return 0;
 }
 
@@ -719,15 +493,15 @@ static void fd_close(struct link *l)
 
 static int fd_send(struct link *l, uint64_t seq)
 {
-	payload_fill(l->buf, l->size, seq);
-	return write_full(l->f.fd[1], l->buf, l->size, l->tp->name);
+	bench_payload_fill(l->buf, l->size, seq);
+	return bench_write_full(l->f.fd[1], l->buf, l->size, l->tp->name);
 }
 
 static int fd_recv(struct link *l, uint64_t seq)
 {
 	int ret;
 
-	ret = read_full(l->f.fd[0], l->buf, l->size, l->tp->name);
+	ret = bench_read_full(l->f.fd[0], l->buf, l->size, l->tp->name);
 	if (ret < 0)
 		return ret;
 	return payload_read(l->buf, l->size, seq);
@@ -775,13 +549,13 @@ static const struct transport transports[] = {
 
 static int link_open(struct link *l, enum role role)
 {
-	size_t bytes = round_up(l->size, CACHE_LINE);
+	size_t bytes = bench_round_up(l->size, CACHE_LINE);
 
 	if (l->tp->copies) {
 		/* After fork(), faulted in now: no timed loop pays for it. */
 		l->buf = aligned_alloc(CACHE_LINE, bytes);
 		if (!l->buf)
-			return fail(-ENOMEM, "aligned_alloc(%zu)", bytes);
+			return bench_fail(-ENOMEM, "aligned_alloc(%zu)", bytes);
 		memset(l->buf, 0, bytes);
 	}
 	return l->tp->open(l, role);
@@ -813,9 +587,7 @@ struct config {
 	size_t sizes[MAX_SIZES];
 	unsigned int nsizes;
 	unsigned int reps;		/* throughput repetitions */
-	bool pin;
-	int cpu[2];			/* [0] parent, [1] child */
-	int ncpu;
+	struct bench_cpus cpus;		/* [0] parent, [1] child */
 };
 
 static struct config cfg;
@@ -855,7 +627,7 @@ struct result {
  */
 static struct geom cell_geom(enum scenario sc, size_t size)
 {
-	uint64_t slot = round_up(size, CACHE_LINE);
+	uint64_t slot = bench_round_up(size, CACHE_LINE);
 	struct geom g;
 
 	if (sc == SC_LATENCY) {
@@ -919,40 +691,29 @@ static void cell_init(struct cell *c, enum scenario sc,
 /* What the child tells the parent; shared, zeroed before each fork(). */
 struct shared_block {
 	uint64_t t_end_ns;
-	char err[400];		/* fits in g_err behind "child: " */
 };
 
 static struct shared_block *g_shared;
 
 /*
  * struct session - @link[0] carries parent → child, @link[1] (latency only)
- * child → parent; @sync_fd is a pipe from the child, which writes one byte
- * each time the parent may go on.
+ * child → parent; @peer is the child, which writes one byte on its sync
+ * pipe each time the parent may go on.
  */
+struct session;
+typedef int (*child_fn)(struct session *s);
+
 struct session {
 	const struct cell *cell;
 	struct link link[2];
 	unsigned int nlinks;
-	int sync_fd;
-	pid_t parent;
-	pid_t child;
+	struct bench_peer peer;
+	child_fn fn;
 };
 
-typedef int (*child_fn)(struct session *s);
-
-static int pin_cpu(int cpu)
+static void session_close_links(void *arg)
 {
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0)
-		return fail(-errno, "sched_setaffinity(CPU %d)", cpu);
-	return 0;
-}
-
-static void session_close_links(struct session *s)
-{
+	struct session *s = arg;
 	unsigned int i;
 
 	for (i = 0; i < s->nlinks; i++)
@@ -962,48 +723,33 @@ static void session_close_links(struct session *s)
 
 static int notify_parent(struct session *s)
 {
-	return write_full(s->sync_fd, "k", 1, "sync pipe");
+	return bench_peer_notify(&s->peer);
 }
 
 static int wait_child(struct session *s, const char *what)
 {
-	char b;
-
-	return read_full(s->sync_fd, &b, 1, what);
+	return bench_peer_wait(&s->peer, what);
 }
 
-static _Noreturn void child_run(struct session *s, child_fn fn)
+static int run_child_fn(struct bench_peer *p, void *arg)
 {
-	int ret;
+	struct session *s = arg;
 
-	/* Die with the parent rather than poll a ring nobody serves. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != s->parent)
-		_exit(2);
-	alarm(s->cell->timeout_s);
-	ret = cfg.pin ? pin_cpu(cfg.cpu[1]) : 0;
-	if (ret == 0)
-		ret = fn(s);
-	/* Before closing anything: the parent learns of us by EOF or exit. */
-	if (ret < 0)
-		snprintf(g_shared->err, sizeof(g_shared->err), "%.*s",
-			 (int)sizeof(g_shared->err) - 1,
-			 g_err[0] ? g_err : "failed");
-	session_close_links(s);
-	close(s->sync_fd);
-	_exit(ret < 0 ? 1 : 0);
+	(void)p;
+	return s->fn(s);
 }
 
 static int session_start(struct session *s, const struct cell *c,
 			 unsigned int nlinks, child_fn fn)
 {
-	int syncp[2];
 	int ret;
 	unsigned int i;
 
 	memset(s, 0, sizeof(*s));
 	s->cell = c;
-	s->sync_fd = -1;
-	s->child = -1;
+	s->fn = fn;
+	s->peer.pid = -1;
+	s->peer.sync_fd = -1;
 	for (i = 0; i < nlinks; i++) {
 		s->link[i].tp = c->tp;
 		s->link[i].size = c->size;
@@ -1013,88 +759,18 @@ static int session_start(struct session *s, const struct cell *c,
 		if (ret < 0)
 			return ret;
 	}
-	if (pipe2(syncp, O_CLOEXEC) < 0)
-		return fail(-errno, "pipe2");
-
 	memset(g_shared, 0, sizeof(*g_shared));
-	g_timed_out = 0;
-	g_child_exited = 0;
-	fflush(stdout);
-	s->parent = getpid();
-	/* Longer than the child's, so a stuck child reports itself first. */
-	alarm(c->timeout_s + 2);
-	s->child = fork();
-	if (s->child < 0) {
-		ret = -errno;
-		close(syncp[0]);
-		close(syncp[1]);
-		return fail(ret, "fork");
-	}
-	if (s->child == 0) {
-		close(syncp[0]);
-		s->sync_fd = syncp[1];
-		child_run(s, fn);
-	}
-	close(syncp[1]);
-	s->sync_fd = syncp[0];
-	return 0;
+	return bench_peer_start(&s->peer, c->timeout_s,
+				bench_consumer_cpu(&cfg.cpus),
+				run_child_fn, session_close_links, s);
 }
 
-/*
- * Reap the child always. If we failed on our own, kill it first; if we
- * failed because it went away (or not at all) and it failed, its reason is
- * the one to report.
- */
 static int session_end(struct session *s, int ret)
 {
-	bool killed = false;
-	int status = 0;
-
-	if (s->child > 0) {
-		if (ret < 0 && ret != -EPIPE) {
-			kill(s->child, SIGKILL);
-			killed = true;
-		}
-		while (waitpid(s->child, &status, 0) < 0) {
-			if (errno != EINTR) {
-				ret = fail(-errno, "waitpid");
-				break;
-			}
-			if (g_timed_out && !killed) {
-				kill(s->child, SIGKILL);
-				killed = true;
-				if (!ret)
-					ret = fail(-ETIMEDOUT, "child still "
-						   "running after %u s, killed",
-						   s->cell->timeout_s + 2);
-			}
-		}
-		if ((ret == 0 || ret == -EPIPE) &&
-		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-			if (g_shared->err[0])
-				snprintf(g_err, sizeof(g_err), "child: %s",
-					 g_shared->err);
-			else if (WIFSIGNALED(status))
-				snprintf(g_err, sizeof(g_err),
-					 "child killed by signal %d (%s)",
-					 WTERMSIG(status),
-					 strsignal(WTERMSIG(status)));
-			else
-				snprintf(g_err, sizeof(g_err),
-					 "child exited with status %d",
-					 WEXITSTATUS(status));
-			ret = -ECHILD;
-		}
-		s->child = -1;
-	}
-	alarm(0);
-	if (s->sync_fd >= 0)
-		close(s->sync_fd);
-	s->sync_fd = -1;
+	ret = bench_peer_end(&s->peer, ret);
 	session_close_links(s);
 	return ret;
 }
-
 /* ------------------------------------------------------------------------ */
 /* Scenarios                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1133,12 +809,12 @@ static int latency_parent(struct session *s, uint64_t *rtt)
 	if (!ret)
 		ret = wait_child(s, "waiting for the responder");
 	for (i = 0; !ret && i < c->warmup + c->count; i++) {
-		t0 = now_ns();
+		t0 = bench_now_ns();
 		ret = out->tp->send(out, i);
 		if (!ret)
 			ret = in->tp->recv(in, i);
 		if (!ret && i >= c->warmup)
-			rtt[i - c->warmup] = now_ns() - t0;
+			rtt[i - c->warmup] = bench_now_ns() - t0;
 	}
 	return ret;
 }
@@ -1146,13 +822,6 @@ static int latency_parent(struct session *s, uint64_t *rtt)
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
 
 	return x < y ? -1 : x > y;
 }
@@ -1173,7 +842,7 @@ static int run_latency(const struct cell *c, struct result *res)
 
 	rtt = calloc(c->count, sizeof(*rtt));
 	if (!rtt)
-		return fail(-ENOMEM, "calloc");
+		return bench_fail(-ENOMEM, "calloc");
 	ret = session_start(&s, c, 2, latency_child);
 	if (!ret)
 		ret = latency_parent(&s, rtt);
@@ -1210,7 +879,7 @@ static int stream_child(struct session *s)
 	for (; !ret && i < c->warmup + c->count; i++)
 		ret = in->tp->recv(in, i);
 	if (!ret)
-		g_shared->t_end_ns = now_ns();
+		g_shared->t_end_ns = bench_now_ns();
 	return ret;
 }
 
@@ -1229,7 +898,7 @@ static int stream_parent(struct session *s, uint64_t *t_start)
 	/* The timed part starts with an empty ring and an awake consumer. */
 	if (!ret)
 		ret = wait_child(s, "waiting for the warm-up to drain");
-	*t_start = now_ns();
+	*t_start = bench_now_ns();
 	for (; !ret && i < c->warmup + c->count; i++)
 		ret = out->tp->send(out, i);
 	return ret;
@@ -1245,7 +914,7 @@ static int run_throughput(const struct cell *c, struct result *res)
 
 	mps = calloc(n, sizeof(*mps));
 	if (!mps)
-		return fail(-ENOMEM, "calloc");
+		return bench_fail(-ENOMEM, "calloc");
 	for (r = 0; !ret && r < n; r++) {
 		ret = session_start(&s, c, 1, stream_child);
 		if (!ret)
@@ -1254,15 +923,16 @@ static int run_throughput(const struct cell *c, struct result *res)
 		/* The child has exited: its timestamp is final. */
 		t_end = g_shared->t_end_ns;
 		if (!ret && t_end <= t_start)
-			ret = fail(-EPROTO, "consumer finished at %" PRIu64
-				   " before the producer started at %" PRIu64,
-				   t_end, t_start);
+			ret = bench_fail(-EPROTO, "consumer finished at "
+					 "%" PRIu64 " before the producer "
+					 "started at %" PRIu64, t_end,
+					 t_start);
 		if (!ret)
 			mps[r] = (double)c->count * 1e9 /
 				 (double)(t_end - t_start);
 	}
 	if (!ret) {
-		qsort(mps, n, sizeof(*mps), cmp_double);
+		qsort(mps, n, sizeof(*mps), bench_cmp_double);
 		res->has_rate = true;
 		res->mps = n % 2 ? mps[n / 2] :
 				   (mps[n / 2 - 1] + mps[n / 2]) / 2;
@@ -1279,58 +949,15 @@ static int run_throughput(const struct cell *c, struct result *res)
 /* Output                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static void size_label(char *buf, size_t len, size_t size)
-{
-	if (size >= MiB && size % MiB == 0)
-		snprintf(buf, len, "%zuMiB", size / (size_t)MiB);
-	else if (size >= KiB && size % KiB == 0)
-		snprintf(buf, len, "%zuKiB", size / (size_t)KiB);
-	else
-		snprintf(buf, len, "%zuB", size);
-}
-
-static void cpu_model(char *buf, size_t len)
-{
-	char line[256], *v;
-	FILE *f;
-
-	snprintf(buf, len, "unknown CPU");
-	f = fopen("/proc/cpuinfo", "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "model name", 10))
-			continue;
-		v = strchr(line, ':');
-		if (!v)
-			break;
-		v += strspn(v, ": \t");
-		v[strcspn(v, "\n")] = '\0';
-		snprintf(buf, len, "%s", v);
-		break;
-	}
-	fclose(f);
-}
-
 static void print_machine(void)
 {
-	struct utsname u;
-	char model[160];
-
-	if (uname(&u) < 0)
-		snprintf(u.release, sizeof(u.release), "unknown");
-	cpu_model(model, sizeof(model));
-	printf("machine: Linux %s, nproc %d, %s\n", u.release, cfg.ncpu, model);
-	if (cfg.pin)
+	bench_print_machine(stdout, cfg.cpus.ncpu);
+	if (cfg.cpus.pin)
 		printf("pinning: producer/initiator on CPU %d, "
 		       "consumer/responder on CPU %d\n",
-		       cfg.cpu[0], cfg.cpu[1]);
+		       cfg.cpus.cpu[0], cfg.cpus.cpu[1]);
 	else
 		printf("pinning: off (only 1 CPU available)\n");
-#ifndef __OPTIMIZE__
-	printf("warning: built without optimisation, timings are not "
-	       "representative\n");
-#endif
 	printf("\n%-10s %-9s %7s %10s %10s %10s %9s %8s %21s %4s %8s\n",
 	       "scenario", "transport", "size", "p50(us)", "p99(us)",
 	       "p99.9(us)", "Mmsg/s", "GB/s", "Mmsg/s min..max", "reps",
@@ -1352,7 +979,7 @@ static void print_row(const struct cell *c, const struct result *res)
 	char size[32], p50[32], p99[32], p999[32], mps[32], gbs[32];
 	char lo[32], hi[32], spread[80];
 
-	size_label(size, sizeof(size), c->size);
+	bench_size_label(size, sizeof(size), c->size);
 	fmt_num(p50, sizeof(p50), res->has_latency, res->p50_ns / 1e3, 3,
 		'f');
 	fmt_num(p99, sizeof(p99), res->has_latency, res->p99_ns / 1e3, 3,
@@ -1402,7 +1029,7 @@ static void print_json(const struct cell *c, const struct result *res)
 	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
 	       scenario_names[c->sc], c->tp->name, c->size, p50, p99, p999,
 	       mps, gbs, lo, hi, res->reps, res->samples,
-	       cfg.pin ? "true" : "false");
+	       cfg.cpus.pin ? "true" : "false");
 	fflush(stdout);
 }
 
@@ -1421,81 +1048,9 @@ static void usage(FILE *f)
 		"sizes take k/M suffixes, 1..16M\n");
 }
 
-__attribute__((format(printf, 1, 2)))
-static int usage_error(const char *fmt, ...)
+static const char *transport_name(size_t i)
 {
-	va_list ap;
-
-	fprintf(stderr, "zbus-bench: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see --help)\n");
-	return -EINVAL;
-}
-
-static int parse_size(const char *s, size_t *out)
-{
-	unsigned long long v, mult = 1;
-	char *end;
-
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	if (*end == 'k' || *end == 'K')
-		mult = KiB;
-	else if (*end == 'm' || *end == 'M')
-		mult = MiB;
-	if (mult != 1) {
-		end++;
-		if (!strcmp(end, "iB"))
-			end += 2;
-	}
-	if (*end == 'B')
-		end++;
-	if (*end || v == 0 || v > MAX_SIZE / mult)
-		return -EINVAL;
-	*out = (size_t)(v * mult);
-	return 0;
-}
-
-static int parse_sizes(char *arg)
-{
-	char *tok;
-
-	cfg.nsizes = 0;
-	while ((tok = strsep(&arg, ","))) {
-		if (cfg.nsizes == MAX_SIZES)
-			return usage_error("at most %d sizes", MAX_SIZES);
-		if (parse_size(tok, &cfg.sizes[cfg.nsizes]) < 0)
-			return usage_error("bad size '%s'", tok);
-		cfg.nsizes++;
-	}
-	return 0;
-}
-
-static int parse_transports(char *arg)
-{
-	char *tok;
-	size_t i;
-
-	cfg.transports = 0;
-	while ((tok = strsep(&arg, ","))) {
-		if (!strcmp(tok, "all")) {
-			cfg.transports = (1u << N_TRANSPORTS) - 1;
-			continue;
-		}
-		for (i = 0; i < N_TRANSPORTS; i++)
-			if (!strcmp(tok, transports[i].name))
-				break;
-		if (i == N_TRANSPORTS)
-			return usage_error("unknown transport '%s'", tok);
-		cfg.transports |= 1u << i;
-	}
-	return 0;
+	return transports[i].name;
 }
 
 static int parse_args(int argc, char **argv)
@@ -1511,8 +1066,6 @@ static int parse_args(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool reps_set = false;
-	char *end;
-	long v;
 	int c, ret = 0;
 
 	cfg.scenarios = (1u << SC_COUNT) - 1;
@@ -1541,72 +1094,49 @@ static int parse_args(int argc, char **argv)
 			else if (!strcmp(optarg, "all"))
 				cfg.scenarios = (1u << SC_COUNT) - 1;
 			else
-				ret = usage_error("unknown scenario '%s'",
-						  optarg);
+				ret = bench_usage_error("unknown scenario '%s'",
+							optarg);
 			break;
 		case 't':
-			ret = parse_transports(optarg);
+			ret = bench_parse_names(optarg, transport_name,
+						N_TRANSPORTS,
+						&cfg.transports);
 			break;
 		case 'S':
-			ret = parse_sizes(optarg);
+			ret = bench_parse_sizes(optarg, cfg.sizes, MAX_SIZES,
+						&cfg.nsizes, 1, MAX_SIZE);
 			break;
 		case 'r':
-			errno = 0;
-			v = strtol(optarg, &end, 10);
-			if (errno || *end || v < 1 || v > MAX_REPS)
-				ret = usage_error("--reps wants 1..%d",
-						  MAX_REPS);
-			cfg.reps = (unsigned int)v;
+			ret = bench_parse_uint(optarg, "--reps", 1, MAX_REPS,
+					       &cfg.reps);
 			reps_set = true;
 			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
 		default:
-			ret = usage_error("bad option '%s'", argv[optind - 1]);
+			ret = bench_usage_error("bad option '%s'",
+						argv[optind - 1]);
 			break;
 		}
 	}
 	if (!ret && optind < argc)
-		ret = usage_error("unexpected argument '%s'", argv[optind]);
+		ret = bench_usage_error("unexpected argument '%s'",
+					argv[optind]);
 	/* Three keeps a real median while staying a smoke test. */
 	if (cfg.quick && !reps_set)
 		cfg.reps = 3;
 	return ret;
 }
 
-/* Producer and consumer go on the first two CPUs we may run on. */
-static int setup_cpus(void)
-{
-	cpu_set_t set;
-	int i, n = 0;
-
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		return fail(-errno, "sched_getaffinity");
-	cfg.ncpu = CPU_COUNT(&set);
-	for (i = 0; i < CPU_SETSIZE && n < 2; i++)
-		if (CPU_ISSET(i, &set))
-			cfg.cpu[n++] = i;
-	cfg.pin = n == 2;
-	return cfg.pin ? pin_cpu(cfg.cpu[0]) : 0;
-}
-
 static int setup(void)
 {
-	void *p;
-	int ret;
+	int ret = bench_setup(&cfg.cpus);
 
-	ret = setup_signals();
-	if (!ret)
-		ret = setup_cpus();
-	if (ret)
+	if (ret < 0)
 		return ret;
-	p = mmap(NULL, sizeof(*g_shared), PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return fail(-errno, "mmap");
-	g_shared = p;
-	return 0;
+	g_shared = bench_map_shared(sizeof(*g_shared));
+	return g_shared ? 0 : -ENOMEM;
 }
 
 static int run_cell(const struct cell *c, struct result *res)
@@ -1626,10 +1156,11 @@ int main(int argc, char **argv)
 	size_t ti;
 	int ret;
 
+	bench_prog = "zbus-bench";
 	if (parse_args(argc, argv) < 0)
 		return 2;
 	if (setup() < 0) {
-		fprintf(stderr, "zbus-bench: %s\n", g_err);
+		fprintf(stderr, "zbus-bench: %s\n", bench_err);
 		return 1;
 	}
 	if (!cfg.json)
@@ -1646,10 +1177,11 @@ int main(int argc, char **argv)
 					  cfg.sizes[si]);
 				ret = run_cell(&c, &res);
 				if (ret < 0) {
-					size_label(size, sizeof(size), c.size);
+					bench_size_label(size, sizeof(size),
+							 c.size);
 					fprintf(stderr, "zbus-bench: %s %s %s: "
 						"%s\n", scenario_names[sc],
-						c.tp->name, size, g_err);
+						c.tp->name, size, bench_err);
 					return 1;
 				}
 				if (cfg.json)
