@@ -44,12 +44,15 @@
  *    checks the copy (both stamps and one byte per 4 KiB page), also
  *    timed, after handing the message back.
  *
- * Hand-shakes: pull, pull-broker and readv keep one message in flight: a
- * buffer published by reference must not change until the consumer is
- * done, so the producer waits for that after each message. Both sides
- * busy-poll (as in zbus-bench), except that pull-broker's consumer sleeps
- * in its request to the broker. loan and unix let the producer run ahead,
- * up to the arena and the socket buffer, which is how each is used.
+ * Hand-shakes: a buffer published by reference must not change until the
+ * consumer is done with it, so pull, pull-broker and readv's producers
+ * cycle through two buffers (double buffering): the producer writes one
+ * while the consumer copies the other, and before it writes a buffer again
+ * it waits until the consumer is done with the message that last used it
+ * (zbus_pub_ref_wait(), or readv's hand-shake word). Both sides busy-poll
+ * (as in zbus-bench), except that pull-broker's consumer sleeps in its
+ * request to the broker. loan and unix let the producer run ahead, up to
+ * the arena and the socket buffer, which is how each is used.
  *
  * Method: producer and consumer are two processes pinned to two CPUs,
  * forked anew for each (transport, size) and kept for all its repetitions.
@@ -104,7 +107,9 @@
 #define MIN_SIZE 64
 #define MAX_SIZE GiB		/* a channel's max_msg_size limit */
 #define MAX_REPS 1000
+#define MAX_ROUNDS 20
 #define LOAN_MIN_ARENA (8 * MiB) /* as zbus-bench's throughput rings */
+#define PRODUCER_BUFS 2		/* pull's and readv's payloads in flight */
 
 /* ------------------------------------------------------------------------ */
 /* Links: one transport, as seen by one side                                */
@@ -119,7 +124,8 @@ enum role { ROLE_TX, ROLE_RX };
 struct vm_shake {
 	/* seq + 1 of the last message written */
 	_Alignas(2 * CACHE_LINE) _Atomic uint64_t prod_posted;
-	_Atomic uint64_t prod_addr;	/* the producer's buffer */
+	_Atomic uint64_t prod_addr;	/* the producer's first buffer */
+	_Atomic uint64_t prod_stride;	/* from one buffer to the next */
 	/* seq + 1 of the last message copied */
 	_Alignas(2 * CACHE_LINE) _Atomic uint64_t cons_done;
 };
@@ -136,8 +142,10 @@ struct link {
 	const struct transport *tp;
 	size_t size;
 	enum role role;
-	unsigned char *buf;		/* private: payload or copy */
+	unsigned char *buf;		/* private: payload(s) or copy */
 	size_t buf_bytes;
+	size_t stride;			/* from one payload to the next */
+	unsigned int nbufs;		/* payloads the producer cycles */
 	pid_t producer;
 	/* pull, pull-broker, loan */
 	struct zbus_channel *ch;
@@ -149,6 +157,7 @@ struct link {
 	uint64_t arena;			/* loan */
 	/* unix */
 	int fd[2];			/* [0] consumer's, [1] producer's */
+	uint64_t zseq[PRODUCER_BUFS];	/* pull: message in each buffer */
 	/* readv */
 	struct vm_shake *shake;
 };
@@ -176,7 +185,8 @@ struct config {
 	unsigned int transports;	/* bit per transports[] entry */
 	size_t sizes[MAX_SIZES];
 	unsigned int nsizes;
-	unsigned int reps;
+	unsigned int reps;		/* per cell and round */
+	unsigned int rounds;		/* times the whole matrix runs */
 	uint64_t rep_bytes;		/* a repetition moves at least it */
 	uint64_t budget;		/* bytes one cell may map */
 	const char *zbusd;
@@ -200,7 +210,10 @@ static int buf_map(struct link *l)
 {
 	void *p;
 
-	l->buf_bytes = bench_round_up(l->size, PAGE);
+	l->stride = bench_round_up(l->size, PAGE);
+	if (!l->nbufs)
+		l->nbufs = 1;
+	l->buf_bytes = l->stride * l->nbufs;
 	p = mmap(NULL, l->buf_bytes, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -354,29 +367,45 @@ static int pull_create(struct link *l)
 	return zchannel_create(l, 4096, 8, 0);
 }
 
-/* Both sides have a buffer: the payload, the copy. */
+/*
+ * Both sides have buffers: the consumer one for its copy, the producer
+ * PRODUCER_BUFS payloads it cycles through, so that it writes the next
+ * message while the consumer pulls the last one (double buffering, as a
+ * producer after throughput would).
+ */
 static int pull_open(struct link *l)
 {
 	int ret = zlink_open(l);
 
+	l->nbufs = l->role == ROLE_TX ? PRODUCER_BUFS : 1;
 	return ret < 0 ? ret : buf_map(l);
+}
+
+static unsigned char *payload_buf(const struct link *l, uint64_t seq)
+{
+	return l->buf + (seq % l->nbufs) * l->stride;
 }
 
 static int pull_send(struct link *l, uint64_t seq)
 {
-	uint64_t zseq;
+	unsigned char *buf = payload_buf(l, seq);
 	int ret;
 
-	bench_payload_fill(l->buf, l->size, seq);
-	BENCH_SPIN(ret, zbus_pub_send_ref(l->pub, l->buf, l->size, &zseq),
+	/* The buffer is the consumer's until it is done with the message
+	 * that last used it (zbus seqs are ours: one publisher, from 0). */
+	if (seq >= l->nbufs) {
+		BENCH_SPIN(ret, zbus_pub_ref_wait(l->pub, l->zseq[seq %
+							  l->nbufs], 0),
+			   "zbus_pub_ref_wait");
+		if (ret < 0)
+			return bench_zfail(ret, "zbus_pub_ref_wait");
+	}
+	bench_payload_fill(buf, l->size, seq);
+	BENCH_SPIN(ret, zbus_pub_send_ref(l->pub, buf, l->size,
+					  &l->zseq[seq % l->nbufs]),
 		   "zbus_pub_send_ref");
 	if (ret < 0)
 		return bench_zfail(ret, "zbus_pub_send_ref(%zu)", l->size);
-	/* The buffer is the consumer's until it is done with it. */
-	BENCH_SPIN(ret, zbus_pub_ref_wait(l->pub, zseq, 0),
-		   "zbus_pub_ref_wait");
-	if (ret < 0)
-		return bench_zfail(ret, "zbus_pub_ref_wait");
 	return 0;
 }
 
@@ -721,19 +750,25 @@ static int readv_create(struct link *l)
 				  "lock-free");
 	atomic_init(&l->shake->prod_posted, 0);
 	atomic_init(&l->shake->prod_addr, 0);
+	atomic_init(&l->shake->prod_stride, 0);
 	atomic_init(&l->shake->cons_done, 0);
 	return 0;
 }
 
 static int readv_open(struct link *l)
 {
-	int ret = buf_map(l);
+	int ret;
 
+	l->nbufs = l->role == ROLE_TX ? PRODUCER_BUFS : 1;
+	ret = buf_map(l);
 	/* Read by the consumer after it sees prod_posted (acquire). */
-	if (!ret && l->role == ROLE_TX)
+	if (!ret && l->role == ROLE_TX) {
 		atomic_store_explicit(&l->shake->prod_addr,
 				      (uint64_t)(uintptr_t)l->buf,
 				      memory_order_relaxed);
+		atomic_store_explicit(&l->shake->prod_stride, l->stride,
+				      memory_order_relaxed);
+	}
 	return ret;
 }
 
@@ -748,22 +783,28 @@ static void readv_close(struct link *l)
 /* Has word @w reached @want? Acquire pairs with its writer's release. */
 static int shake_reached(_Atomic uint64_t *w, uint64_t want)
 {
-	return atomic_load_explicit(w, memory_order_acquire) == want ?
+	return atomic_load_explicit(w, memory_order_acquire) >= want ?
 		       0 : -EAGAIN;
 }
 
 static int readv_send(struct link *l, uint64_t seq)
 {
-	int ret;
+	int ret = 0;
 
-	bench_payload_fill(l->buf, l->size, seq);
+	/* As pull: the buffer is free once the consumer is done with the
+	 * message that last used it. */
+	if (seq >= l->nbufs)
+		BENCH_SPIN(ret, shake_reached(&l->shake->cons_done,
+					      seq - l->nbufs + 1),
+			   "readv: waiting for the consumer");
+	if (ret < 0)
+		return ret;
+	bench_payload_fill(payload_buf(l, seq), l->size, seq);
 	/* Release pairs with the acquire in readv_recv(): the payload (and
 	 * prod_addr) are written before the consumer reads them. */
 	atomic_store_explicit(&l->shake->prod_posted, seq + 1,
 			      memory_order_release);
-	BENCH_SPIN(ret, shake_reached(&l->shake->cons_done, seq + 1),
-		   "readv: waiting for the consumer");
-	return ret;
+	return 0;
 }
 
 /* A bare process_vm_readv(), looping only on short counts. */
@@ -797,7 +838,10 @@ static int readv_recv(struct link *l, uint64_t seq)
 	if (ret < 0)
 		return ret;
 	addr = atomic_load_explicit(&l->shake->prod_addr,
-				    memory_order_relaxed);
+				    memory_order_relaxed) +
+	       (seq % PRODUCER_BUFS) *
+		       atomic_load_explicit(&l->shake->prod_stride,
+					    memory_order_relaxed);
 	ret = readv_copy(l, addr);
 	if (ret < 0)
 		return ret;
@@ -851,7 +895,9 @@ static uint64_t cell_bytes(const struct transport *tp, size_t size)
 
 	if (tp == &transports[T_LOAN])
 		return loan_arena(size) + buf;
-	return 2 * buf;
+	if (tp == &transports[T_UNIX])
+		return 2 * buf;
+	return (PRODUCER_BUFS + 1) * buf;
 }
 
 static const char *budget_skip(const struct transport *tp, size_t size,
@@ -918,7 +964,7 @@ static struct shared_block *g_shared;
 
 /*
  * Counts: a repetition moves max(2 messages, 256 MiB), so that the default
- * run (4 sizes, 11 repetitions) stays within about three minutes here;
+ * run (4 sizes, 3 rounds of 5 repetitions) takes about a minute here;
  * --quick moves 4 MiB.
  */
 static void cell_init(struct cell *c, const struct transport *tp,
@@ -1047,6 +1093,10 @@ struct result {
 
 static struct result results[N_TRANSPORTS][MAX_SIZES];
 
+/* Every timed repetition of every round, per (transport, size). */
+static double *samples[N_TRANSPORTS][MAX_SIZES];
+static unsigned int nsamples[N_TRANSPORTS][MAX_SIZES];
+
 static void print_header(void)
 {
 	char sizes[160] = "", s[32];
@@ -1069,6 +1119,9 @@ static void print_header(void)
 	printf("each cell: %u timed reps of max(2 msgs, %" PRIu64 " MiB) "
 	       "after one untimed round; sizes %s\n", cfg.reps,
 	       cfg.rep_bytes / MiB, sizes);
+	printf("rounds: %u, each running every cell once, transports in a "
+	       "rotated order;\n  a cell's median and p90 pool the reps of "
+	       "all rounds\n", cfg.rounds);
 	printf("memory budget per cell: %" PRIu64 " MiB (half of "
 	       "MemAvailable)\n", cfg.budget / MiB);
 	printf("\n%-12s %7s %12s %10s %9s %5s\n", "transport", "size",
@@ -1240,10 +1293,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: zbus-bench-large [--json] [--quick] "
 		"[--sizes 64k,1M,16M,256M] [--reps R]\n"
-		"                        [--transport NAME[,NAME...]] "
-		"[--zbusd PATH]\n"
+		"                        [--rounds N] "
+		"[--transport NAME[,NAME...]] [--zbusd PATH]\n"
 		"transports: pull, pull-broker, loan, unix, readv (or all); "
-		"sizes take k/M/G\nsuffixes, 64..1G. --quick: 64k,1M, 3 reps "
+		"sizes take k/M/G\nsuffixes, 64..1G. --reps: per cell and round (default 5); --rounds:\n"
+		"times the whole matrix runs, interleaving the transports in "
+		"time (default 3).\n--quick: 64k,1M, 1 round of 3 reps "
 		"of 4 MiB, for a smoke test.\npull-broker needs root and "
 		"zbusd (--zbusd, else $ZBUS_BROKER, else\n%s).\n",
 		ZBUS_BROKER_DEFAULT);
@@ -1268,19 +1323,21 @@ static int parse_args(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "sizes", required_argument, NULL, 'S' },
 		{ "reps", required_argument, NULL, 'r' },
+		{ "rounds", required_argument, NULL, 'R' },
 		{ "transport", required_argument, NULL, 't' },
 		{ "zbusd", required_argument, NULL, 'z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool reps_set = false, sizes_set = false;
+	bool reps_set = false, sizes_set = false, rounds_set = false;
 	int c, ret = 0;
 
 	cfg.transports = (1u << N_TRANSPORTS) - 1;
-	cfg.reps = 11;
+	cfg.reps = 5;
+	cfg.rounds = 3;
 	cfg.zbusd = getenv("ZBUS_BROKER");
 	opterr = 0;
-	while (!ret && (c = getopt_long(argc, argv, "jqS:r:t:z:h", opts,
+	while (!ret && (c = getopt_long(argc, argv, "jqS:r:R:t:z:h", opts,
 					NULL)) != -1) {
 		switch (c) {
 		case 'j':
@@ -1299,6 +1356,11 @@ static int parse_args(int argc, char **argv)
 			ret = bench_parse_uint(optarg, "--reps", 1, MAX_REPS,
 					       &cfg.reps);
 			reps_set = true;
+			break;
+		case 'R':
+			ret = bench_parse_uint(optarg, "--rounds", 1,
+					       MAX_ROUNDS, &cfg.rounds);
+			rounds_set = true;
 			break;
 		case 't':
 			ret = bench_parse_names(optarg, transport_name,
@@ -1334,6 +1396,8 @@ static int parse_args(int argc, char **argv)
 	/* Three keeps a real median while staying a smoke test. */
 	if (cfg.quick && !reps_set)
 		cfg.reps = 3;
+	if (cfg.quick && !rounds_set)
+		cfg.rounds = 1;
 	cfg.rep_bytes = cfg.quick ? 4 * MiB : 256 * MiB;
 	return ret;
 }
@@ -1364,59 +1428,67 @@ static int setup(void)
 	return g_shared ? 0 : -ENOMEM;
 }
 
-static int run_one(const struct transport *tp, unsigned int si,
-		   double *secs)
+/* One round of (@tp, size @si): its timed reps join the cell's samples. */
+static int run_one(const struct transport *tp, unsigned int si)
 {
-	struct result *res = &results[tp - transports][si];
+	size_t ti = (size_t)(tp - transports);
+	struct result *res = &results[ti][si];
 	size_t size = cfg.sizes[si];
 	struct cell c;
 	int ret;
 
-	memset(res, 0, sizeof(*res));
+	if (res->skipped)
+		return 0;
 	res->skipped = tp->skip(size, res->why, sizeof(res->why));
 	if (res->skipped)
 		return 0;
 	cell_init(&c, tp, size);
-	ret = cell_run(&c, secs);
+	ret = cell_run(&c, samples[ti][si] + nsamples[ti][si]);
 	if (ret < 0)
 		return ret;
-	qsort(secs, c.reps, sizeof(*secs), bench_cmp_double);
-	res->done = true;
+	nsamples[ti][si] += c.reps;
 	res->msgs = c.msgs;
-	res->reps = c.reps;
-	res->median_gbs = (double)(c.msgs * size) / 1e9 /
-			  bench_percentile(secs, c.reps, 0.5);
-	res->p90_gbs = (double)(c.msgs * size) / 1e9 /
-		       bench_percentile(secs, c.reps, 0.9);
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Median and p90 of a cell over all its rounds. */
+static void summarize(size_t ti, unsigned int si)
 {
-	uint64_t t0 = bench_now_ns();
+	struct result *res = &results[ti][si];
+	double *secs = samples[ti][si];
+	unsigned int n = nsamples[ti][si];
+	double bytes = (double)res->msgs * (double)cfg.sizes[si];
+
+	if (res->skipped || !n)
+		return;
+	qsort(secs, n, sizeof(*secs), bench_cmp_double);
+	res->done = true;
+	res->reps = n;
+	res->median_gbs = bytes / 1e9 / bench_percentile(secs, n, 0.5);
+	res->p90_gbs = bytes / 1e9 / bench_percentile(secs, n, 0.9);
+}
+
+/*
+ * Round @round: every size, every chosen transport, in an order rotated
+ * by one each round, so that no transport always runs right after the
+ * same other one, nor always first on a size (the machine is shared and
+ * its speed drifts: interleaving spreads the drift over all of them).
+ */
+static int run_round(unsigned int round)
+{
 	char label[32];
-	double *secs;
 	unsigned int si;
-	size_t ti;
+	size_t k, ti;
 	int ret = 0;
 
-	bench_prog = "zbus-bench-large";
-	if (parse_args(argc, argv) < 0)
-		return 2;
-	secs = calloc(cfg.reps, sizeof(*secs));
-	if (!secs || setup() < 0) {
-		fprintf(stderr, "%s: %s\n", bench_prog,
-			secs ? bench_err : "out of memory");
-		free(secs);
-		return 1;
-	}
-	if (!cfg.json)
-		print_header();
 	for (si = 0; !ret && si < cfg.nsizes; si++) {
-		for (ti = 0; !ret && ti < N_TRANSPORTS; ti++) {
+		for (k = 0; !ret && k < N_TRANSPORTS; k++) {
+			ti = (k + round) % N_TRANSPORTS;
 			if (!(cfg.transports & (1u << ti)))
 				continue;
-			ret = run_one(&transports[ti], si, secs);
+			if (ti == T_BROKER && g_broker.failed)
+				continue;
+			ret = run_one(&transports[ti], si);
 			if (ret < 0) {
 				bench_size_label(label, sizeof(label),
 						 cfg.sizes[si]);
@@ -1424,16 +1496,69 @@ int main(int argc, char **argv)
 					transports[ti].name, label, bench_err);
 				if (ti == T_BROKER)
 					g_broker.failed = true;
-				break;
 			}
+		}
+	}
+	return ret;
+}
+
+static void free_samples(void)
+{
+	for (size_t ti = 0; ti < N_TRANSPORTS; ti++)
+		for (unsigned int si = 0; si < MAX_SIZES; si++)
+			free(samples[ti][si]);
+}
+
+static int alloc_samples(void)
+{
+	for (size_t ti = 0; ti < N_TRANSPORTS; ti++)
+		for (unsigned int si = 0; si < cfg.nsizes; si++) {
+			samples[ti][si] = calloc((size_t)cfg.reps * cfg.rounds,
+						 sizeof(double));
+			if (!samples[ti][si])
+				return -ENOMEM;
+		}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t t0 = bench_now_ns();
+	unsigned int si, round;
+	size_t ti;
+	int ret = 0;
+
+	bench_prog = "zbus-bench-large";
+	if (parse_args(argc, argv) < 0)
+		return 2;
+	if (alloc_samples() < 0) {
+		fprintf(stderr, "%s: out of memory\n", bench_prog);
+		free_samples();
+		return 1;
+	}
+	if (setup() < 0) {
+		fprintf(stderr, "%s: %s\n", bench_prog, bench_err);
+		free_samples();
+		return 1;
+	}
+	if (!cfg.json)
+		print_header();
+	for (round = 0; !ret && round < cfg.rounds; round++)
+		ret = run_round(round);
+	broker_stop();
+	if (ret < 0) {
+		free_samples();
+		return 1;
+	}
+	for (si = 0; si < cfg.nsizes; si++)
+		for (ti = 0; ti < N_TRANSPORTS; ti++) {
+			if (!(cfg.transports & (1u << ti)))
+				continue;
+			summarize(ti, si);
 			print_result(&transports[ti], cfg.sizes[si],
 				     &results[ti][si]);
 		}
-	}
-	broker_stop();
-	free(secs);
-	if (ret < 0)
-		return 1;
+	free_samples();
 	print_summary();
 	if (!cfg.json)
 		printf("\nrun took %.1f s\n",
