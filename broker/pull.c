@@ -42,11 +42,15 @@ static int vouched(const struct zbd_pull *j, int src_fd, pid_t src)
 }
 
 int zbd_pull_copy(const struct zbd_pull *j, int src_fd, pid_t src,
-		  int dst_fd, pid_t dst, const char **why)
+		  int dst_fd, pid_t dst, const char **why, int *dst_failed)
 {
 	static uint8_t *bounce;
 	uint64_t done = 0;
-	int r;
+	int unused, r;
+
+	if (!dst_failed)
+		dst_failed = &unused;
+	*dst_failed = 0;
 
 	*why = "the publisher does not vouch for that message (revoked, or "
 	       "not its own)";
@@ -71,6 +75,7 @@ int zbd_pull_copy(const struct zbd_pull *j, int src_fd, pid_t src,
 		k = zb_vmpull_write(dst_fd, dst, j->dest + done, bounce, n);
 		if (k < 0) {
 			*why = "writing into the subscriber's buffer";
+			*dst_failed = 1;
 			return (int)k;
 		}
 		done += n;

@@ -28,12 +28,14 @@ struct zbd_pull {
  * process_vm_writev out of it, a piece at a time. Only if the publisher's
  * table vouches for the message, before and after the copy.
  * @why: set to a phrase saying which side failed.
+ * @dst_failed: if not NULL, set when the failure was the asker's side
+ * (gone, or its buffer not mapped).
  * Return: 0; -ESTALE (not vouched for: revoked, replaced, forged);
  * -ESRCH (either process gone); -EFAULT (the publisher's range or the
  * asker's buffer not mapped); -EPERM (the broker may not: see README);
  * -ENOMEM; -errno.
  */
 int zbd_pull_copy(const struct zbd_pull *j, int src_fd, pid_t src,
-		  int dst_fd, pid_t dst, const char **why);
+		  int dst_fd, pid_t dst, const char **why, int *dst_failed);
 
 #endif /* ZBD_PULL_H */

@@ -249,6 +249,8 @@ int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
 		need |= 04;
 	if (access & ZBUS_ACCESS_PUBLISH)
 		need |= 02;
+	if ((access & ZBD_ACCESS_DELIVERED) && !(bits & 05))
+		return 0;
 	return (bits & need) == need;
 }
 

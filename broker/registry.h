@@ -140,6 +140,9 @@ size_t zbd_registry_count_owned(const struct zbd_registry *r, uid_t uid);
  * the owner's bits, else the group's (primary or supplementary), else the
  * others'; read lets a principal subscribe, write publish. Root may.
  */
+/* Internal access bit: a subscription the broker delivers (SubscribeDelivered):
+ * granted by read (04) or execute (01), the bit that gives no segment. */
+#define ZBD_ACCESS_DELIVERED 0x100u
 int zbd_may(const struct zbd_channel *c, const struct zbd_identity *who,
 	    uint32_t access);
 /* Owner or root. */

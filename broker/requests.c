@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -734,6 +735,95 @@ static void do_pull(struct zbd_registry *reg, struct zbd_client *p,
 	};
 }
 
+/* The fds a delivery comes with: a Unix seqpacket socket, an eventfd. */
+static int is_seqpacket(int fd)
+{
+	int type = 0, domain = 0;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return 0;
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+		return 0;
+	return type == SOCK_SEQPACKET && domain == AF_UNIX;
+}
+
+static int is_eventfd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return 0;
+	target[n] = 0;
+	return strcmp(target, "anon_inode:[eventfd]") == 0 &&
+	       (fcntl(fd, F_GETFL) & O_NONBLOCK);
+}
+
+/*
+ * SubscribeDelivered: the right to subscribe (read, or the execute bit
+ * that gives no segment), a policy, a delivery ring that is a power of
+ * two at an aligned address, and the two fds it must come with. The
+ * event loop subscribes and starts delivering (delivery.h).
+ */
+static void do_deliver(struct zbd_registry *reg, struct zbd_client *p,
+		       const Zbusctl__SubscribeDelivered *sd,
+		       const struct zb_fds *fds, struct reply *rp,
+		       struct zbd_action *act)
+{
+	struct zbd_channel *c = zb_ctl_name_valid(sd->name) ?
+		zbd_registry_find(reg, sd->name) : NULL;
+	struct zbd_delivery_req *q = &act->delivery;
+
+	if (!c) {
+		fail(rp, -ENOENT, "no channel '%s'", sd->name ? sd->name : "");
+		return;
+	}
+	if (!zbd_may(c, &p->who, ZBD_ACCESS_DELIVERED)) {
+		fail(rp, -EACCES, "uid %u may not subscribe to channel '%s'",
+		     (unsigned)p->who.uid, c->name);
+		return;
+	}
+	if (sd->policy != ZBUS_RELIABLE && sd->policy != ZBUS_LOSSY) {
+		fail(rp, -EINVAL, "unknown policy %u", sd->policy);
+		return;
+	}
+	if (sd->rx_bytes < ZB_RX_MIN_BYTES || sd->rx_bytes > ZB_RX_MAX_BYTES ||
+	    (sd->rx_bytes & (sd->rx_bytes - 1)) || !sd->rx_addr ||
+	    sd->rx_addr % ZB_RX_ALIGN ||
+	    sd->rx_addr > UINT64_MAX - sd->rx_bytes) {
+		fail(rp, -EINVAL, "a delivery ring is a power of two of %u "
+		     "to %u bytes at a %u-byte aligned address",
+		     ZB_RX_MIN_BYTES, ZB_RX_MAX_BYTES, ZB_RX_ALIGN);
+		return;
+	}
+	if (fds->n != 2 || !is_seqpacket(fds->fd[0]) ||
+	    !is_eventfd(fds->fd[1])) {
+		fail(rp, -EINVAL, "a delivery comes with a Unix seqpacket "
+		     "socket and a non-blocking eventfd");
+		return;
+	}
+	q->sock = fcntl(fds->fd[0], F_DUPFD_CLOEXEC, 0);
+	q->efd = q->sock < 0 ? -1 : fcntl(fds->fd[1], F_DUPFD_CLOEXEC, 0);
+	if (q->efd < 0) {
+		if (q->sock >= 0)
+			close(q->sock);
+		fail(rp, -errno, "cannot keep the delivery's fds: %s",
+		     strerror(errno));
+		return;
+	}
+	q->channel_id = c->id;
+	snprintf(q->name, sizeof(q->name), "%s", c->name);
+	q->policy = sd->policy;
+	q->rx_addr = sd->rx_addr;
+	q->rx_bytes = sd->rx_bytes;
+	act->has_delivery = 1;
+	fill_info(c, rp);
+}
+
 /*
  * Unsubscribe and UnregisterPublisher: forget the asker's watches of slot
  * @slot holding @word (the event loop drops them) and free the slot if it
@@ -984,6 +1074,10 @@ int zbd_answer(struct zbd_registry *reg, struct zbd_client *p,
 				break;
 			case ZBUSCTL__REQUEST__BODY_PULL:
 				do_pull(reg, p, req->pull, &rp, act);
+				break;
+			case ZBUSCTL__REQUEST__BODY_SUBSCRIBE_DELIVERED:
+				do_deliver(reg, p, req->subscribe_delivered,
+					   in, &rp, act);
 				break;
 			case ZBUSCTL__REQUEST__BODY_UNSUBSCRIBE:
 				do_unwatch(reg, p, ZBD_WATCH_SUB,

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "fdpass.h"
+#include "delivery.h"
 #include "pull.h"
 #include "registry.h"
 #include "watches.h"
@@ -32,6 +33,10 @@ struct zbd_action {
 	uint64_t ref_table; /* with @watch ZBD_WATCH_PUB: RegisterPublisher's */
 	int has_pull;          /* a Pull checked: the loop copies @pull */
 	struct zbd_pull pull;
+	/* SubscribeDelivered checked: the loop starts delivering; @fds are
+	 * duplicates (socket, eventfd) it takes over */
+	int has_delivery;
+	struct zbd_delivery_req delivery;
 };
 
 /* A client as the broker knows it: identity from the kernel only. */

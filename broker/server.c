@@ -43,6 +43,7 @@
 #include "rates.h"
 #include "reclaim.h"
 #include "requests.h"
+#include "sub.h"
 #include "vmpull.h"
 #include "wait.h"
 
@@ -53,12 +54,31 @@
 #define SO_PEERGROUPS 59
 #endif
 
-enum watch_kind { W_LISTEN, W_SIGNAL, W_PEER, W_PIDFD, W_SLOT };
+enum watch_kind {
+	W_LISTEN, W_SIGNAL, W_PEER, W_PIDFD, W_SLOT,
+	W_DELIV_SOCK,	/* a delivered subscriber gave bytes back, or left */
+	W_DELIV_NOTIFY,	/* messages arrived for a delivered subscriber */
+};
 
 struct watch {
 	enum watch_kind kind;
 	struct zbd_peer *peer;
 	struct zbd_slot_watch *slot;
+	struct zbd_deliv *deliv;
+};
+
+/*
+ * A subscription the broker delivers (delivery.h): its own channel handle
+ * (a duplicate mapping, so that it outlives a Delete like any mapped
+ * subscriber), its events, and whether it stopped at its bound.
+ */
+struct zbd_deliv {
+	struct zbd_delivery d;
+	struct zbus_channel *ch;
+	struct watch sock_watch, notify_watch;
+	int more;
+	int dead; /* ended during this batch; freed after it */
+	struct zbd_deliv *next;
 };
 
 /*
@@ -88,8 +108,8 @@ struct zbd_peer {
 	struct zbd_peer *next;
 };
 
-static struct watch listen_watch = { W_LISTEN, NULL, NULL };
-static struct watch signal_watch = { W_SIGNAL, NULL, NULL };
+static struct watch listen_watch = { W_LISTEN, NULL, NULL, NULL };
+static struct watch signal_watch = { W_SIGNAL, NULL, NULL, NULL };
 
 static int watch_add(struct zbd_server *s, int fd, struct watch *w)
 {
@@ -271,8 +291,8 @@ static void accept_peers(struct zbd_server *s)
 			discard(p);
 			continue;
 		}
-		p->sock_watch = (struct watch){ W_PEER, p, NULL };
-		p->pid_watch = (struct watch){ W_PIDFD, p, NULL };
+		p->sock_watch = (struct watch){ W_PEER, p, NULL, NULL };
+		p->pid_watch = (struct watch){ W_PIDFD, p, NULL, NULL };
 		if (watch_add(s, fd, &p->sock_watch) < 0 ||
 		    (p->pidfd >= 0 && watch_add(s, p->pidfd, &p->pid_watch) < 0)) {
 			discard(p);
@@ -343,7 +363,7 @@ static int add_watch(struct zbd_server *s, int pidfd,
 		return -ENOMEM;
 	}
 	w->pidfd = pidfd;
-	w->w = (struct watch){ W_SLOT, NULL, w };
+	w->w = (struct watch){ W_SLOT, NULL, w, NULL };
 	w->rec = *rec;
 	w->rec.next = NULL;
 	r = watch_add(s, w->pidfd, &w->w);
@@ -575,7 +595,290 @@ static int run_pull(struct zbd_server *s, const struct zbd_peer *p,
 		return -ESRCH;
 	}
 	return zbd_pull_copy(j, slot_watch_of(w)->pidfd, w->pid, p->pidfd,
-			     p->c.pid, why);
+			     p->c.pid, why, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Delivered subscriptions (delivery.h)
+ * ------------------------------------------------------------------------ */
+
+/* A message by reference for delivery @d: checked as a Pull is (a record
+ * still in the ring, a registered publisher whose own table vouches for
+ * it), copied into @d's ring at @dest. See zbd_ref_copy_fn. */
+static int deliver_ref(void *ctx, const struct zbd_delivery *d,
+		       const struct zbus_channel *ch, uint64_t seq,
+		       uint64_t size, uint64_t dest, int *dst_failed)
+{
+	struct zbd_server *s = ctx;
+	struct zbd_watch *w = s->reg.watches;
+	struct zbd_pull j;
+	struct zb_ref ref;
+	const char *why;
+	int r;
+
+	*dst_failed = 0;
+	r = zb_live_ref(ch, seq, &ref);
+	if (r < 0)
+		return r == -ENOENT ? -ESTALE : r;
+	if (ref.length != size)
+		return -EBADMSG;
+	while ((w = zbd_watch_find(w, d->channel_id, ZBD_WATCH_PUB, ref.slot,
+				   ref.word)) && !w->ref_table)
+		w = w->next;
+	if (!w || zb_live_pub_word(ch, ref.slot) != ref.word)
+		return -ESRCH;
+	j = (struct zbd_pull){
+		.channel_id = d->channel_id,
+		.slot = ref.slot,
+		.word = ref.word,
+		.ref_table = w->ref_table,
+		.seq = seq,
+		.ref_addr = ref.addr,
+		.ref_length = ref.length,
+		.length = size,
+		.dest = dest,
+	};
+	return zbd_pull_copy(&j, slot_watch_of(w)->pidfd, w->pid, d->pidfd,
+			     d->pid, &why, dst_failed);
+}
+
+/*
+ * Save a watch of the broker's own subscription for @v, with the broker as
+ * its process: a broker started after this one died frees the slot (a
+ * reliable one would hold the producers back for ever). The broker's uid
+ * owns it, so that the subscriber cannot unregister the broker's slot.
+ */
+static void deliv_save_watch(struct zbd_server *s, const struct zbd_deliv *v)
+{
+	static uint64_t start_time;
+	struct zbd_watch rec;
+	int pidfd, r;
+
+	if (!start_time && zbd_proc_start_time(getpid(), &start_time) < 0)
+		start_time = 0;
+	pidfd = zb_pidfd_open(getpid());
+	if (pidfd < 0) {
+		zbd_log("cannot save the watch of delivery %llu: %s",
+			v->d.id, strerror(-pidfd));
+		return;
+	}
+	rec = (struct zbd_watch){
+		.kind = ZBD_WATCH_SUB,
+		.channel_id = v->d.channel_id,
+		.slot = v->d.slot,
+		.word = v->d.word,
+		.pid = getpid(),
+		.uid = geteuid(),
+		.start_time = start_time,
+	};
+	snprintf(rec.name, sizeof(rec.name), "%s", v->d.name);
+	r = add_watch(s, pidfd, &rec);
+	if (r < 0)
+		zbd_log("cannot save the watch of delivery %llu: %s",
+			v->d.id, strerror(-r));
+}
+
+static void deliv_drop_watch(struct zbd_server *s, const struct zbd_deliv *v)
+{
+	struct zbd_watch *w = s->reg.watches;
+
+	while ((w = zbd_watch_find(w, v->d.channel_id, ZBD_WATCH_SUB,
+				   v->d.slot, v->d.word))) {
+		if (w->pid == getpid()) {
+			unlink_watch(s, slot_watch_of(w));
+			return;
+		}
+		w = w->next;
+	}
+}
+
+static void deliv_close(struct zbd_server *s, struct zbd_deliv *v)
+{
+	if (v->d.notify_fd >= 0)
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, v->d.notify_fd, NULL);
+	watch_close(s, v->d.sock);
+	zbus_sub_free(v->d.sub); /* closes notify_fd, frees the slot */
+	zbus_channel_free(v->ch);
+	if (v->d.efd >= 0)
+		close(v->d.efd);
+	if (v->d.pidfd >= 0)
+		close(v->d.pidfd);
+	v->d.sock = v->d.efd = v->d.pidfd = v->d.notify_fd = -1;
+	v->d.sub = NULL;
+	v->ch = NULL;
+}
+
+/* End @v (its events may still come in this batch: freed after it). */
+static void end_delivery(struct zbd_server *s, struct zbd_deliv *v,
+			 const char *why)
+{
+	if (v->dead)
+		return;
+	zbd_log("delivery %llu of '%s' to pid %d (uid %u) %s, after %llu "
+		"messages", v->d.id, v->d.name, (int)v->d.pid,
+		(unsigned)v->d.uid, why, (unsigned long long)v->d.delivered);
+	v->dead = 1;
+	deliv_drop_watch(s, v);
+	deliv_close(s, v);
+	s->ndeliveries--;
+}
+
+static void reap_deliveries(struct zbd_server *s)
+{
+	for (struct zbd_deliv **pp = &s->deliveries; *pp;) {
+		struct zbd_deliv *v = *pp;
+
+		if (!v->dead) {
+			pp = &v->next;
+			continue;
+		}
+		*pp = v->next;
+		free(v);
+	}
+}
+
+static void pump(struct zbd_server *s, struct zbd_deliv *v)
+{
+	int r;
+
+	if (v->dead)
+		return;
+	r = zbd_delivery_pump(&v->d, v->ch, deliver_ref, s);
+	if (r < 0) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "cannot be written any more (%s): "
+			 "ended", strerror(-r));
+		end_delivery(s, v, why);
+		return;
+	}
+	v->more = r;
+	if (r)
+		s->pump_again = 1;
+}
+
+/* Deliveries that stopped at their bound with more to move. */
+static void pump_again(struct zbd_server *s)
+{
+	s->pump_again = 0;
+	for (struct zbd_deliv *v = s->deliveries; v; v = v->next)
+		if (v->more)
+			pump(s, v);
+}
+
+/* The subscriber of @v gave bytes back, or left. */
+static void credit(struct zbd_server *s, struct zbd_deliv *v)
+{
+	int r;
+
+	if (v->dead)
+		return;
+	r = zbd_delivery_credit(&v->d);
+	if (r == -EPIPE)
+		end_delivery(s, v, "unsubscribed (or exited)");
+	else if (r < 0)
+		end_delivery(s, v, "gave back bytes it was never given: ended");
+	else
+		pump(s, v);
+}
+
+/* Messages arrived on @v's channel: reset its notification, deliver. */
+static void notified(struct zbd_server *s, struct zbd_deliv *v)
+{
+	uint64_t n;
+
+	if (v->dead)
+		return;
+	if (read(v->d.notify_fd, &n, sizeof(n)) < 0) {
+		/* EAGAIN: reset already; the ring is looked at anyway. */
+	}
+	pump(s, v);
+}
+
+/*
+ * Start what SubscribeDelivered asked for (@q's fds are taken over, also
+ * on failure). Return: 0; -errno with *@why set.
+ */
+static int start_delivery(struct zbd_server *s, const struct zbd_peer *p,
+			  struct zbd_delivery_req *q, const char **why)
+{
+	struct zbd_channel *c = zbd_registry_find(&s->reg, q->name);
+	struct zbus_sub_opts so = { .policy = q->policy, .spin_us = -1 };
+	struct zbd_deliv *v;
+	size_t mine = 0;
+	int r;
+
+	for (v = s->deliveries; v; v = v->next)
+		mine += !v->dead && v->d.uid == p->c.who.uid;
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		close(q->sock);
+		close(q->efd);
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	v->d.sock = q->sock;
+	v->d.efd = q->efd;
+	v->d.notify_fd = -1;
+	v->d.pidfd = -1;
+	r = -ENOENT;
+	*why = "the channel went";
+	if (!c || c->id != q->channel_id)
+		goto fail;
+	r = -EDQUOT;
+	*why = "too many delivered subscriptions (for this user, or in all)";
+	if (s->ndeliveries >= ZBD_MAX_DELIVERIES ||
+	    mine >= ZBD_MAX_DELIVERIES_PER_UID)
+		goto fail;
+	*why = "this client's process cannot be pinned (no pidfd)";
+	r = p->pidfd < 0 ? -ESRCH : fcntl(p->pidfd, F_DUPFD_CLOEXEC, 0);
+	if (r < 0)
+		goto fail;
+	v->d.pidfd = r;
+	*why = "cannot map the channel";
+	r = zbus_channel_attach_dup(zbus_channel_fd(c->ch),
+				    zbus_channel_state_fd(c->ch), &v->ch);
+	if (r < 0)
+		goto fail;
+	*why = "cannot subscribe (no free subscriber slot?)";
+	r = zbus_sub_new(v->ch, &so, &v->d.sub);
+	if (r < 0)
+		goto fail;
+	*why = "cannot watch the channel";
+	r = zbus_sub_fd(v->d.sub);
+	if (r < 0)
+		goto fail;
+	v->d.notify_fd = r;
+	zb_sub_identity(v->d.sub, &v->d.slot, &v->d.word);
+	v->d.id = ++s->next_delivery_id;
+	v->d.channel_id = q->channel_id;
+	snprintf(v->d.name, sizeof(v->d.name), "%s", q->name);
+	v->d.policy = q->policy;
+	v->d.pid = p->c.pid;
+	v->d.uid = p->c.who.uid;
+	v->d.rx_addr = q->rx_addr;
+	v->d.rx_bytes = q->rx_bytes;
+	v->sock_watch = (struct watch){ W_DELIV_SOCK, NULL, NULL, v };
+	v->notify_watch = (struct watch){ W_DELIV_NOTIFY, NULL, NULL, v };
+	r = watch_add(s, v->d.sock, &v->sock_watch);
+	if (r == 0)
+		r = watch_add(s, v->d.notify_fd, &v->notify_watch);
+	if (r < 0)
+		goto fail;
+	v->next = s->deliveries;
+	s->deliveries = v;
+	s->ndeliveries++;
+	deliv_save_watch(s, v);
+	zbd_log("client %llu (pid %d uid %u) subscribed to '%s' by delivery "
+		"%llu (%s, slot %u, a %llu-byte ring)", p->c.id, (int)p->c.pid,
+		(unsigned)p->c.who.uid, v->d.name, v->d.id,
+		v->d.policy == ZBUS_LOSSY ? "lossy" : "reliable", v->d.slot,
+		(unsigned long long)v->d.rx_bytes);
+	return 0;
+fail:
+	deliv_close(s, v);
+	free(v);
+	return r;
 }
 
 /* Unsubscribe, UnregisterPublisher: forget the watches @a names that are
@@ -716,6 +1019,10 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 	if (act.adopted)
 		restore_watches(s, act.adopted);
 	if (r < 0) {
+		if (act.has_delivery) {
+			close(act.delivery.sock);
+			close(act.delivery.efd);
+		}
 		if (act.changed || s->watches_changed)
 			save_state(s);
 		drop_peer(s, p, "could not be answered (out of memory)");
@@ -750,6 +1057,24 @@ static int serve_one(struct zbd_server *s, struct zbd_peer *p, uint8_t *buf)
 			snprintf(msg, sizeof(msg), "pull of message %llu: %s: %s",
 				 (unsigned long long)act.pull.seq, why,
 				 strerror(-r));
+			r = zbd_refusal(&p->c, buf, (size_t)n, r, msg, &reply,
+					&len, &fds);
+			if (r < 0) {
+				drop_peer(s, p, "could not be answered");
+				return -1;
+			}
+		}
+	}
+	if (act.has_delivery) {
+		const char *why;
+
+		r = start_delivery(s, p, &act.delivery, &why);
+		if (r < 0) {
+			char msg[512];
+
+			free(reply);
+			snprintf(msg, sizeof(msg), "delivered subscription to "
+				 "'%s': %s", act.delivery.name, why);
 			r = zbd_refusal(&p->c, buf, (size_t)n, r, msg, &reply,
 					&len, &fds);
 			if (r < 0) {
@@ -853,6 +1178,8 @@ int zbd_server_run(struct zbd_server *s)
 			wait_ms = sooner(wait_ms,
 					 ms_until(s->reg.pending_until_ns, now));
 		}
+		if (s->pump_again)
+			wait_ms = 0;
 		n = epoll_wait(s->epfd, ev, 32, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
@@ -880,9 +1207,18 @@ int zbd_server_run(struct zbd_server *s)
 				/* Its only event: freed here, safely. */
 				reclaim(s, w->slot);
 				break;
+			case W_DELIV_SOCK:
+				credit(s, w->deliv);
+				break;
+			case W_DELIV_NOTIFY:
+				notified(s, w->deliv);
+				break;
 			}
 		}
+		if (s->pump_again)
+			pump_again(s);
 		reap_dead(s);
+		reap_deliveries(s);
 		if (s->watches_changed)
 			save_state(s); /* reclaimed: not to be done twice */
 	}
@@ -895,6 +1231,9 @@ void zbd_server_fini(struct zbd_server *s)
 	for (struct zbd_peer *p = s->peers; p; p = p->next)
 		drop_peer(s, p, "closed at shutdown");
 	reap_dead(s);
+	for (struct zbd_deliv *v = s->deliveries; v; v = v->next)
+		end_delivery(s, v, "ended at shutdown");
+	reap_deliveries(s);
 	while (s->reg.watches)
 		unlink_watch(s, slot_watch_of(s->reg.watches));
 	zbd_registry_clear(&s->reg);

@@ -19,6 +19,7 @@
 #define ZBD_MAX_REQUESTS_PER_TURN 16       /* fairness between peers */
 
 struct zbd_peer;
+struct zbd_deliv;
 
 /* Subscriptions a user may ask the broker to watch (each holds an fd). */
 #define ZBD_MAX_WATCHES_PER_UID 256
@@ -34,6 +35,10 @@ struct zbd_server {
 	unsigned long long next_peer_id;
 	char state_path[256]; /* the registry is saved here ("": never) */
 	int watches_changed;  /* since the registry was last saved */
+	struct zbd_deliv *deliveries; /* subscriptions it delivers */
+	size_t ndeliveries;
+	unsigned long long next_delivery_id;
+	int pump_again;       /* a delivery stopped at its bound */
 };
 
 /* Take over @listen_fd (bound, listening); block SIGTERM/SIGINT and watch

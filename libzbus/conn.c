@@ -686,6 +686,8 @@ static int watch_sub(struct zbus_conn *c, const char *name,
 
 	if (!c || !sub || !zb_ctl_name_valid(name))
 		return -EINVAL;
+	if (zb_sub_is_delivered(sub))
+		return -EINVAL; /* the broker's own: nothing of ours to watch */
 	zb_sub_identity(sub, &slot, &word);
 	return watch_slot(c, ZB_WATCH_SUB, undo, name, slot, word, 0);
 }

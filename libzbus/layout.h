@@ -416,6 +416,58 @@ ZB_FIELD(zb_desc, pub_id, 24, 4);
 ZB_FIELD(zb_desc, reserved, 28, 4);
 
 /*
+ * The delivery ring: how the broker hands messages to a subscriber that
+ * does not map the channel (zbus_conn_subscribe()). Not in a memfd: a
+ * buffer in the subscriber's own private memory, which only the broker
+ * writes (process_vm_writev()) and only the subscriber reads. Its size is
+ * a power of two; records are ZB_RX_ALIGN aligned, never straddle its end
+ * (a ZB_RX_PAD record fills the rest of a lap instead) and follow each
+ * other at free-running byte positions, like the arena's.
+ *
+ * A record is a 64-byte header and its payload:
+ *
+ *  0      8        16     20     24         28      32       36       64
+ *  | pos1 | seq    | span | size | producer | flags | status | rsvd   |
+ *
+ * pos1 is the record's position + 1 and is written last, by a write of its
+ * own: a reader takes the record at position P once pos1 == P + 1 (a stale
+ * record of an earlier lap says P - size + 1). span is the bytes the record
+ * takes, header included (a multiple of ZB_RX_ALIGN, at most the rest of
+ * the lap). status 0 is a message of size bytes; a negative errno is a
+ * message the broker could not deliver (larger than the buffer, a pull of
+ * a message by reference that failed, a descriptor that failed
+ * validation), reported to the receiver for that message alone. missed
+ * counts messages lost right before this one. The reader gives bytes back
+ * (all spans up to where it released) over the delivery's socket, 8 bytes
+ * of count per message.
+ */
+#define ZB_RX_ALIGN 64u
+#define ZB_RX_PAD 0x1u	   /* flags: nothing here, go to the next lap */
+#define ZB_RX_MIN_BYTES (64u << 10)
+#define ZB_RX_MAX_BYTES (1u << 30)
+struct zb_rx_rec {
+	uint64_t pos1;      /*  0 position + 1, written last */
+	uint64_t seq;       /*  8 channel sequence number */
+	uint32_t span;      /* 16 bytes taken, header included */
+	uint32_t size;      /* 20 payload bytes */
+	uint32_t producer;  /* 24 publisher id */
+	uint32_t flags;     /* 28 ZB_RX_* */
+	int32_t status;     /* 32 0, or -errno for this message */
+	uint32_t reserved0; /* 36 zero */
+	uint64_t missed;    /* 40 lost right before this one */
+	uint64_t reserved[2]; /* 48 zero */
+};
+_Static_assert(sizeof(struct zb_rx_rec) == ZB_RX_ALIGN, "zb_rx_rec size");
+ZB_FIELD(zb_rx_rec, pos1, 0, 8);
+ZB_FIELD(zb_rx_rec, seq, 8, 8);
+ZB_FIELD(zb_rx_rec, span, 16, 4);
+ZB_FIELD(zb_rx_rec, size, 20, 4);
+ZB_FIELD(zb_rx_rec, producer, 24, 4);
+ZB_FIELD(zb_rx_rec, flags, 28, 4);
+ZB_FIELD(zb_rx_rec, status, 32, 4);
+ZB_FIELD(zb_rx_rec, missed, 40, 8);
+
+/*
  * struct zb_geometry - a validated private copy of the header: what every
  * process uses after attach. Not part of the shared format.
  */

@@ -10,6 +10,7 @@
 
 #include "channel.h"
 #include "conn.h"
+#include "delivered.h"
 #include "notify.h"
 #include "ref.h"
 #include "ring.h"
@@ -29,7 +30,20 @@ struct zbus_sub {
 	struct zb_refs refs; /* publishers pulled from (ZBUS_MSG_REF) */
 	uint64_t pulled, pull_failed;
 	struct zbus_conn *conn; /* pulls through the broker, or NULL */
+	/* zbus_conn_subscribe(): the channel it mapped, freed with it; or,
+	 * when the broker delivers it, the delivery (and no channel) */
+	struct zbus_channel *own_ch;
+	struct zb_delivered *dv;
 };
+
+int zb_sub_opts_valid(const struct zbus_sub_opts *o)
+{
+	for (size_t i = 0; i < 3; i++)
+		if (o->reserved[i])
+			return 0;
+	return (o->policy == ZBUS_RELIABLE || o->policy == ZBUS_LOSSY) &&
+	       o->spin_us >= -1;
+}
 
 ZBUS_EXPORT int zbus_sub_new(struct zbus_channel *ch,
 			     const struct zbus_sub_opts *opts,
@@ -43,11 +57,7 @@ ZBUS_EXPORT int zbus_sub_new(struct zbus_channel *ch,
 		return -EINVAL;
 	if (opts)
 		o = *opts;
-	for (size_t i = 0; i < 4; i++)
-		if (o.reserved[i])
-			return -EINVAL;
-	if ((o.policy != ZBUS_RELIABLE && o.policy != ZBUS_LOSSY) ||
-	    o.spin_us < -1)
+	if (!zb_sub_opts_valid(&o))
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -73,11 +83,41 @@ ZBUS_EXPORT struct zbus_sub *zbus_sub_free(struct zbus_sub *sub)
 {
 	if (!sub)
 		return NULL;
+	if (sub->dv) {
+		zb_delivered_close(sub->dv);
+		free(sub);
+		return NULL;
+	}
 	sub->notify = zb_notify_stop(sub->notify);
 	zb_refs_fini(&sub->refs);
 	zb_ring_sub_leave(&sub->ring);
+	zbus_channel_free(sub->own_ch);
 	free(sub);
 	return NULL;
+}
+
+int zb_sub_adopt_channel(struct zbus_sub *sub, struct zbus_channel *ch)
+{
+	if (sub->ch != ch || sub->dv)
+		return -EINVAL;
+	sub->own_ch = ch;
+	return 0;
+}
+
+int zb_sub_new_delivered(struct zb_delivered *dv, struct zbus_sub **out)
+{
+	struct zbus_sub *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->dv = dv;
+	*out = s;
+	return 0;
+}
+
+int zb_sub_is_delivered(const struct zbus_sub *sub)
+{
+	return sub->dv != NULL;
 }
 
 /*
@@ -174,6 +214,8 @@ ZBUS_EXPORT int zbus_sub_recv_batch(struct zbus_sub *sub,
 
 	if (!sub || !msgs || !n || timeout_ms < -1)
 		return -EINVAL;
+	if (sub->dv)
+		return zb_delivered_recv_batch(sub->dv, msgs, n, timeout_ms);
 	if (sub->bad_pending) {
 		sub->bad_pending = 0;
 		return -EBADMSG;
@@ -241,6 +283,8 @@ ZBUS_EXPORT int zbus_sub_validate(const struct zbus_sub *sub)
 {
 	if (!sub)
 		return -EINVAL;
+	if (sub->dv)
+		return 0; /* our own copy: nobody overwrites it */
 	return zb_ring_held_intact(&sub->ring) ? 0 : -ESTALE;
 }
 
@@ -250,6 +294,8 @@ ZBUS_EXPORT int zbus_sub_release(struct zbus_sub *sub)
 
 	if (!sub)
 		return -EINVAL;
+	if (sub->dv)
+		return zb_delivered_release(sub->dv);
 	r = zbus_sub_validate(sub);
 	if (r < 0) {
 		/* The caller discards what it read: those were missed. */
@@ -283,8 +329,8 @@ ZBUS_EXPORT ssize_t zbus_sub_pull(struct zbus_sub *sub,
 	struct zb_ref ref;
 	ssize_t n;
 
-	if (!sub || !msg || (len && !buf) || !(msg->flags & ZBUS_MSG_REF) ||
-	    !holds(sub, msg) || offset > msg->size ||
+	if (!sub || sub->dv || !msg || (len && !buf) ||
+	    !(msg->flags & ZBUS_MSG_REF) || !holds(sub, msg) || offset > msg->size ||
 	    len > msg->size - offset)
 		return -EINVAL;
 	/* The record again, from our own idea of where it is: what the
@@ -323,6 +369,12 @@ static int copy_out(struct zbus_sub *sub, const struct zbus_msg *m,
 {
 	ssize_t n = 0;
 
+	if (sub->dv) {
+		/* Delivered: already a copy of our own, never by reference. */
+		if (m->size)
+			memcpy(buf, m->data, m->size < cap ? m->size : cap);
+		return zb_delivered_release(sub->dv);
+	}
 	if (m->flags & ZBUS_MSG_REF) {
 		if (m->size <= cap && m->size <= INT_MAX)
 			n = zbus_sub_pull(sub, m, 0, buf, m->size);
@@ -357,7 +409,8 @@ ZBUS_EXPORT int zbus_sub_recv(struct zbus_sub *sub, void *buf, size_t cap,
 		r = copy_out(sub, &m, buf, cap);
 		/* Lossy: a torn copy, or a buffer revoked before we pulled
 		 * it, is a message missed (counted): try the next. */
-		if (r == -ESTALE && sub->ring.policy == ZBUS_LOSSY)
+		if (r == -ESTALE && !sub->dv &&
+		    sub->ring.policy == ZBUS_LOSSY)
 			continue;
 		m.data = NULL;
 		if (info)
@@ -376,6 +429,8 @@ ZBUS_EXPORT int zbus_sub_fd(struct zbus_sub *sub)
 
 	if (!sub)
 		return -EINVAL;
+	if (sub->dv)
+		return zb_delivered_fd(sub->dv);
 	if (!sub->notify) {
 		r = zb_notify_start(&sub->ring, &sub->notify);
 		if (r < 0)
@@ -389,6 +444,10 @@ ZBUS_EXPORT int zbus_sub_stats(const struct zbus_sub *sub,
 {
 	if (!sub || !st)
 		return -EINVAL;
+	if (sub->dv) {
+		zb_delivered_stats(sub->dv, st);
+		return 0;
+	}
 	*st = (struct zbus_sub_stats){
 		.received = sub->ring.received,
 		.missed = sub->ring.missed,

@@ -260,7 +260,8 @@ __attribute__((no_sanitize_thread)) int tu_check_racy(const void *buf,
 	return stamped == (h ^ h0) ? 0 : -1;
 }
 
-int tu_broker_start(struct tu_broker *b)
+/* Start zbusd on @b's socket and wait until it answers. */
+static int broker_exec(struct tu_broker *b)
 {
 	const char *build = getenv("ZBUS_BUILD_DIR");
 	struct zbus_conn_opts co = { .flags = ZBUS_CONN_NO_AUTOSTART };
@@ -268,13 +269,6 @@ int tu_broker_start(struct tu_broker *b)
 
 	if (!build)
 		return -ENOENT;
-	snprintf(b->dir, sizeof(b->dir), "/tmp/zbus-test.XXXXXX");
-	if (!mkdtemp(b->dir))
-		return -errno;
-	/* Others (tests that drop to another user) must reach the socket. */
-	chmod(b->dir, 0755);
-	snprintf(b->sock, sizeof(b->sock), "%s/zbusd.sock", b->dir);
-	snprintf(b->log, sizeof(b->log), "%s/zbusd.log", b->dir);
 	snprintf(zbusd, sizeof(zbusd), "%s/broker/zbusd", build);
 	b->pid = fork();
 	if (b->pid < 0)
@@ -296,8 +290,36 @@ int tu_broker_start(struct tu_broker *b)
 		}
 		usleep(10000);
 	}
-	tu_broker_stop(b);
 	return -ETIMEDOUT;
+}
+
+int tu_broker_start(struct tu_broker *b)
+{
+	int r;
+
+	if (!getenv("ZBUS_BUILD_DIR"))
+		return -ENOENT;
+	snprintf(b->dir, sizeof(b->dir), "/tmp/zbus-test.XXXXXX");
+	if (!mkdtemp(b->dir))
+		return -errno;
+	/* Others (tests that drop to another user) must reach the socket. */
+	chmod(b->dir, 0755);
+	snprintf(b->sock, sizeof(b->sock), "%s/zbusd.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/zbusd.log", b->dir);
+	r = broker_exec(b);
+	if (r < 0)
+		tu_broker_stop(b);
+	return r;
+}
+
+int tu_broker_restart(struct tu_broker *b)
+{
+	if (b->pid > 0) {
+		kill(b->pid, SIGKILL);
+		waitpid(b->pid, NULL, 0);
+		b->pid = 0;
+	}
+	return broker_exec(b);
 }
 
 void tu_broker_stop(struct tu_broker *b)

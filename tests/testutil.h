@@ -83,6 +83,8 @@ struct tu_broker {
  * Needs ZBUS_BUILD_DIR. Return: 0; -errno (-ETIMEDOUT: it never answered).
  */
 int tu_broker_start(struct tu_broker *b);
+/* SIGKILL it (its state file stays) and start another on its socket. */
+int tu_broker_restart(struct tu_broker *b);
 /* SIGTERM it, wait, and remove what it left and the directory. */
 void tu_broker_stop(struct tu_broker *b);
 

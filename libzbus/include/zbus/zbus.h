@@ -366,6 +366,11 @@ ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub);
  * @policy: ZBUS_RELIABLE or ZBUS_LOSSY
  * @spin_us: how long a blocking receive spins before it sleeps on a futex
  *           (0: 50 µs; -1: never spin, sleep at once)
+ * @rx_bytes: for a subscription the broker delivers (zbus_conn_subscribe()):
+ *            the bytes of its delivery ring, a message's payload plus 64
+ *            each; 0: enough for two of the channel's largest messages,
+ *            at least 1 MiB. Rounded up to a power of two, 64 KiB..1 GiB.
+ *            Ignored by a subscription that maps the channel.
  * @reserved: must be zero
  * @conn: if not NULL, a connection to the broker the channel was opened or
  *        created through; a message by reference whose publisher this
@@ -376,7 +381,8 @@ ZBUS_EXPORT uint32_t zbus_pub_id(const struct zbus_pub *pub);
 struct zbus_sub_opts {
 	uint32_t policy;
 	int32_t spin_us;
-	uint32_t reserved[4];
+	uint32_t rx_bytes;
+	uint32_t reserved[3];
 	struct zbus_conn *conn;
 };
 
@@ -622,7 +628,10 @@ ZBUS_EXPORT const char *zbus_conn_error(const struct zbus_conn *conn);
  * struct zbus_channel_params - a named channel
  * @geometry: as for zbus_channel_create()
  * @mode: permissions like a file's, for the owner, group, others: read
- *        (04) lets a principal subscribe, write (02) publish. 0: 0600.
+ *        (04) lets a principal subscribe, write (02) publish, execute
+ *        (01) subscribe only through the broker, which delivers each
+ *        message without handing out the channel (zbus_conn_subscribe()).
+ *        0: 0600.
  * @default_policy: ZBUS_RELIABLE or ZBUS_LOSSY, for tools that subscribe
  *                  without saying
  * @flags: ZBUS_CREATE_OPEN_EXISTING
@@ -727,6 +736,49 @@ ZBUS_EXPORT int zbus_conn_delete(struct zbus_conn *conn, const char *name);
 ZBUS_EXPORT int zbus_conn_register_sub(struct zbus_conn *conn,
 				       const char *name,
 				       const struct zbus_sub *sub);
+
+/* zbus_conn_subscribe() flags. */
+#define ZBUS_SUBSCRIBE_DELIVERED 0x1u /* through the broker, even if this
+				       * process could map the channel */
+
+/**
+ * zbus_conn_subscribe() - subscribe to channel @name, mapped where this
+ * process may map it, delivered by the broker where it may not
+ * @opts: as for zbus_sub_new() (NULL: reliable); its @conn is set to @conn
+ * @flags: ZBUS_SUBSCRIBE_DELIVERED to skip the mapping
+ *
+ * First the fast path: the channel is opened and mapped (read-only), the
+ * subscription made on it and registered (zbus_conn_register_sub()); the
+ * subscription owns that channel and frees it with itself.
+ *
+ * When the channel's mode gives this user no segment (the execute bit, 01,
+ * for its class: subscribe through the broker only) or the mapping fails
+ * (a sandbox that forbids shared mappings, an address-space limit), the
+ * broker subscribes in our place and copies each message, with
+ * process_vm_writev(), into a delivery ring in this process's private
+ * memory (@opts->rx_bytes). The subscription is then read with the same
+ * calls as any other (zbus_sub_recv_batch(), zbus_sub_release(),
+ * zbus_sub_recv(), zbus_sub_fd(), zbus_sub_stats()), with these
+ * differences: a message's data is our own copy (zbus_sub_validate() is
+ * always 0, even lossy); a message by reference arrives pulled in full
+ * (zbus_sub_pull() is -EINVAL); a message that cannot be delivered is an
+ * error for that message alone from the receive that meets it: -EMSGSIZE
+ * when it is larger than the delivery ring, a pull's error (-ESRCH,
+ * -ESTALE...) for a message by reference, -EBADMSG for a descriptor that
+ * failed validation. A reliable delivered subscriber holds the producers
+ * back while its ring is full, as a mapped one does. It costs a copy and a
+ * wake-up through the broker per batch, and it ends with the broker: its
+ * receives return -EPIPE once the broker is gone (subscribe again).
+ * Freeing it ends the delivery. The broker needs what a Pull needs (see
+ * the README): root or CAP_SYS_PTRACE to write another user's memory.
+ *
+ * Return: 0; -ENOENT; -EACCES (neither read nor execute for this user);
+ * -EDQUOT (too many delivered subscriptions for this user); -ENOSPC (no
+ * subscriber slot); -EINVAL; transport errors. zbus_conn_error() explains.
+ */
+ZBUS_EXPORT int zbus_conn_subscribe(struct zbus_conn *conn, const char *name,
+				    const struct zbus_sub_opts *opts,
+				    uint32_t flags, struct zbus_sub **out);
 
 /**
  * zbus_conn_register_pub() - have the broker take back @pub's loans when
