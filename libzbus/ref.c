@@ -116,8 +116,11 @@ static int maps_channel_writable(pid_t pid, uint64_t dev, uint64_t ino)
 	return found;
 }
 
-/* How long a process seen without mappings gets to show it is exiting. */
-#define EXIT_GRACE_MS 100
+/* How long a process seen without the channel's mapping gets to show it
+ * is exiting. Generous: a killed producer of a 256 MiB buffer was seen
+ * still tearing its memory down after 100 ms on a loaded machine (the
+ * test suite at -j2), and only a forged record ever waits it out. */
+#define EXIT_GRACE_MS 1000
 
 /* Does the process of @pidfd exit within EXIT_GRACE_MS? */
 static int exits_soon(int pidfd)

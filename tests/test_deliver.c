@@ -25,6 +25,7 @@
 #include "zbus/zbus.h"
 
 #define NOBODY 65534
+#define ZBD_TEST_MAX_DELIVERIES 16 /* broker/delivery.h, per user */
 
 static struct tu_broker bk;
 static struct zbus_conn_opts bco;
@@ -506,5 +507,247 @@ Test(deliver, a_lossy_delivered_subscriber_counts_what_it_missed)
 	zbus_pub_free(pub);
 	zbus_channel_free(ch);
 	zbus_sub_free(s);
+	zbus_conn_free(c);
+}
+
+/*
+ * Fork a producer that publishes @size bytes of its private memory by
+ * reference (registered with the broker when @registered, which is what
+ * lets the broker pull it), once it reads a byte on @go, and waits until
+ * the subscribers are done. Exit 0, or the negated error.
+ */
+static pid_t ref_producer(const char *name, size_t size, int registered,
+			  int go)
+{
+	pid_t pid = fork();
+
+	cr_assert_neq(pid, -1);
+	if (!pid) {
+		struct zbus_channel *ch;
+		struct zbus_conn *c;
+		struct zbus_pub *pub;
+		uint8_t *buf = malloc(size);
+		uint64_t seq;
+		char b;
+		int r;
+
+		if (!buf || zbus_conn_open(&bco, &c) ||
+		    zbus_conn_open_channel(c, name, ZBUS_ACCESS_PUBLISH, &ch) ||
+		    zbus_pub_new(ch, NULL, &pub) ||
+		    (registered && zbus_conn_register_pub(c, name, pub)))
+			_exit(100);
+		msg_fill(buf, 77, size);
+		if (read(go, &b, 1) != 1)
+			_exit(101);
+		r = zbus_pub_send_ref(pub, buf, size, &seq);
+		if (!r)
+			r = zbus_pub_ref_wait(pub, seq, 10000);
+		_exit(r < 0 ? -r : 0);
+	}
+	return pid;
+}
+
+Test(deliver, messages_by_reference_arrive_pulled_in_full)
+{
+	const size_t size = 1u << 20;
+	struct zbus_sub_opts so = { .rx_bytes = 4u << 20 };
+	struct zbus_conn *c = make_channel("byref", 4096, 64, 0600);
+	struct zbus_sub_stats st;
+	struct zbus_sub *s;
+	struct zbus_msg m;
+	int go[2];
+	pid_t pid;
+
+	cr_assert_eq(zbus_conn_subscribe(c, "byref", &so,
+					 ZBUS_SUBSCRIBE_DELIVERED, &s), 0);
+	/* A publisher the broker does not vouch for: an error for that
+	 * message, and its producer still hears the subscriber is done. */
+	cr_assert_eq(pipe(go), 0);
+	pid = ref_producer("byref", 4096, 0, go[0]);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(zbus_sub_recv_batch(s, &m, 1, 5000), -ESRCH);
+	cr_assert_eq(tu_wait_child(pid, 10), 0);
+	/* A registered one: the whole payload, in place, not by reference. */
+	pid = ref_producer("byref", size, 1, go[0]);
+	close(go[0]);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	cr_assert_eq(zbus_sub_recv_batch(s, &m, 1, 5000), 1);
+	cr_assert_eq(m.size, size);
+	cr_assert_eq(m.flags & ZBUS_MSG_REF, 0);
+	cr_assert(msg_ok(m.data, 77, size));
+	cr_assert_eq(zbus_sub_pull(s, &m, 0, (uint8_t[1]){ 0 }, 1), -EINVAL);
+	zbus_sub_release(s);
+	/* The completion notice reached the producer. */
+	cr_assert_eq(tu_wait_child(pid, 10), 0);
+	zbus_sub_stats(s, &st);
+	cr_assert_eq(st.received, 1);
+	cr_assert_eq(st.pull_failed, 1);
+	zbus_sub_free(s);
+	zbus_conn_free(c);
+}
+
+/* Subscribers of @name the broker counts (its own slots included). */
+static uint32_t subscribers(struct zbus_conn *c, const char *name)
+{
+	struct zbus_channel_stat st;
+
+	cr_assert_eq(zbus_conn_stat(c, name, &st), 0, "%s",
+		     zbus_conn_error(c));
+	return st.subscribers;
+}
+
+static int wait_subscribers(struct zbus_conn *c, const char *name,
+			    uint32_t want)
+{
+	for (int i = 0; i < 500; i++) {
+		if (subscribers(c, name) == want)
+			return 0;
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}
+
+Test(deliver, a_killed_delivered_subscriber_holds_nobody_back)
+{
+	struct zbus_conn *c = make_channel("killed", 4096, 8, 0600);
+	struct zbus_pub_opts po = { .timeout_ms = 2000 };
+	struct zbus_channel *ch;
+	struct zbus_pub *pub;
+	int up[2];
+	pid_t pid;
+	char b;
+
+	cr_assert_eq(pipe(up), 0);
+	pid = fork();
+	if (!pid) {
+		struct zbus_conn *k;
+		struct zbus_sub *s;
+
+		if (zbus_conn_open(&bco, &k) ||
+		    zbus_conn_subscribe(k, "killed", NULL,
+					ZBUS_SUBSCRIBE_DELIVERED, &s) ||
+		    write(up[1], "k", 1) != 1)
+			_exit(1);
+		pause(); /* never reads: reliable, it holds the producer */
+		_exit(0);
+	}
+	close(up[1]);
+	cr_assert_eq(read(up[0], &b, 1), 1);
+	close(up[0]);
+	cr_assert_eq(subscribers(c, "killed"), 1);
+	cr_assert_eq(zbus_conn_open_channel(c, "killed", ZBUS_ACCESS_PUBLISH,
+					    &ch), 0);
+	cr_assert_eq(zbus_pub_new(ch, &po, &pub), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* Its socket closed: the broker ends the delivery, frees its slot. */
+	cr_assert_eq(wait_subscribers(c, "killed", 0), 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(zbus_pub_send(pub, "x", 1), 0, "message %d", i);
+	zbus_pub_free(pub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+Test(deliver, the_broker_ending_is_epipe_and_its_successor_frees_its_slot)
+{
+	struct zbus_conn_opts o = bco;
+	struct zbus_sub_opts so = { .rx_bytes = 64 << 10 };
+	struct zbus_channel_params cp = { .geometry = { .max_msg_size = 4096,
+							.ring_capacity = 8 } };
+	struct zbus_pub_opts po = { .timeout_ms = 2000 };
+	struct zbus_channel *ch;
+	struct zbus_conn *c;
+	struct zbus_pub *pub;
+	struct zbus_sub *s;
+	struct zbus_msg m;
+	int r;
+
+	/* This connection brings the channel back to the next broker. */
+	o.flags = ZBUS_CONN_NO_AUTOSTART;
+	cr_assert_eq(zbus_conn_open(&o, &c), 0);
+	cr_assert_eq(zbus_conn_create(c, "after", &cp, &ch), 0);
+	cr_assert_eq(zbus_pub_new(ch, &po, &pub), 0);
+	cr_assert_eq(zbus_conn_subscribe(c, "after", &so,
+					 ZBUS_SUBSCRIBE_DELIVERED, &s), 0);
+	cr_assert_eq(zbus_pub_send(pub, "a", 1), 0);
+	cr_assert_eq(zbus_sub_recv_batch(s, &m, 1, 5000), 1);
+	zbus_sub_release(s);
+	cr_assert_eq(tu_broker_restart(&bk), 0);
+	/* Received before it went are still ours; then the end. */
+	r = zbus_sub_recv_batch(s, &m, 1, 5000);
+	cr_assert_eq(r, -EPIPE, "%d", r);
+	zbus_sub_free(s);
+	/* The dead broker's reliable slot would hold the producer for ever:
+	 * the next broker frees it once the channel is back. */
+	cr_assert_eq(wait_subscribers(c, "after", 0), 0);
+	for (int i = 0; i < 50; i++)
+		cr_assert_eq(zbus_pub_send(pub, "b", 1), 0, "message %d", i);
+	zbus_pub_free(pub);
+	zbus_channel_free(ch);
+	zbus_conn_free(c);
+}
+
+/* A SubscribeDelivered of our own making, with @n fds. */
+static int raw_deliver(struct zbus_conn *c, const char *name, uint64_t addr,
+		       uint64_t bytes, const int *fd, unsigned n)
+{
+	Zbusctl__Request req = ZBUSCTL__REQUEST__INIT;
+	Zbusctl__SubscribeDelivered sd = ZBUSCTL__SUBSCRIBE_DELIVERED__INIT;
+	struct zb_fds fds = { .n = n, .fd = { -1, -1 } };
+	Zbusctl__Reply *rep;
+	int r;
+
+	for (unsigned i = 0; i < n; i++)
+		fds.fd[i] = fd[i];
+	sd.name = (char *)name;
+	sd.rx_addr = addr;
+	sd.rx_bytes = bytes;
+	req.body_case = ZBUSCTL__REQUEST__BODY_SUBSCRIBE_DELIVERED;
+	req.subscribe_delivered = &sd;
+	r = zb_conn_request(c, &req, &fds, &rep, NULL);
+	if (r == 0)
+		zbusctl__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+Test(deliver, malformed_deliveries_are_refused_and_quotas_hold)
+{
+	struct zbus_conn *c = make_channel("checked", 4096, 64, 0600);
+	struct zbus_sub *subs[ZBD_TEST_MAX_DELIVERIES + 1];
+	struct zbus_sub_opts so = { .rx_bytes = 64 << 10 };
+	int sv[2], p[2], fds[2], n, r;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+				sv), 0);
+	cr_assert_eq(pipe(p), 0);
+	/* No fds, the wrong fds, a ring that is not a power of two. */
+	cr_assert_eq(raw_deliver(c, "checked", 4096, 65536, NULL, 0), -EINVAL);
+	fds[0] = sv[1];
+	fds[1] = p[1];
+	cr_assert_eq(raw_deliver(c, "checked", 4096, 65536, fds, 2), -EINVAL);
+	fds[0] = p[0];
+	fds[1] = sv[1];
+	cr_assert_eq(raw_deliver(c, "checked", 4096, 65536, fds, 2), -EINVAL);
+	cr_assert_eq(raw_deliver(c, "checked", 4096, 65537, fds, 2), -EINVAL);
+	cr_assert_eq(raw_deliver(c, "nosuch", 4096, 65536, fds, 2), -ENOENT);
+	close(sv[0]);
+	close(sv[1]);
+	close(p[0]);
+	close(p[1]);
+	cr_assert_eq(subscribers(c, "checked"), 0);
+	/* One user's deliveries are bounded; the next is -EDQUOT. */
+	for (n = 0; n <= ZBD_TEST_MAX_DELIVERIES; n++) {
+		r = zbus_conn_subscribe(c, "checked", &so,
+					ZBUS_SUBSCRIBE_DELIVERED, &subs[n]);
+		if (r < 0)
+			break;
+	}
+	cr_assert_eq(n, ZBD_TEST_MAX_DELIVERIES);
+	cr_assert_eq(r, -EDQUOT, "%d: %s", r, zbus_conn_error(c));
+	while (n--)
+		zbus_sub_free(subs[n]);
+	cr_assert_eq(wait_subscribers(c, "checked", 0), 0);
 	zbus_conn_free(c);
 }

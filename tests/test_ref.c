@@ -557,20 +557,27 @@ Test(ref, a_record_naming_a_process_that_is_no_publisher_is_ebadmsg)
 	struct zb_pub_slot *sl;
 	struct zbus_msg m;
 	uint8_t secret[64], dst[64];
+	int unmapped[2];
 	pid_t bystander;
+	char c;
 	int r;
 
 	memset(secret, 0x5a, sizeof(secret));
+	cr_assert_eq(pipe(unmapped), 0);
 	bystander = fork();
 	if (!bystander) {
 		/* Holds the same bytes at the same address, maps nothing of
 		 * the channel: a process we may read, but no publisher. */
 		zbus_channel_free(ch);
+		if (write(unmapped[1], "u", 1) != 1)
+			_exit(1);
 		for (;;)
 			pause();
 	}
+	close(unmapped[1]);
+	cr_assert_eq(read(unmapped[0], &c, 1), 1, "the bystander unmapped");
+	close(unmapped[0]);
 	cr_assert_eq(zbus_pub_new(ch, NULL, &pub), 0);
-	usleep(20000); /* let the bystander unmap the channel */
 	cr_assert_eq(zbus_pub_send_ref(pub, secret, sizeof(secret), NULL), 0);
 	/* The publisher lies about who it is. */
 	sl = &ch->seg.pubs[0];
