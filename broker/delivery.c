@@ -6,9 +6,10 @@
  * The ring is the subscriber's private memory and the broker its only
  * writer: a record's payload and header go first, its pos1 word last in a
  * write of its own, so that the reader never takes a half-written record.
- * Room is what the subscriber gave back over the socket; a reliable
- * delivery holds the message (and so the channel's producers) until there
- * is room, a lossy one drops it and says so in the next record. A message
+ * Room is what the subscriber gave back over the socket; a delivery holds
+ * the message until there is room, which for a reliable one holds the
+ * channel's producers back and for a lossy one lets them overwrite it
+ * (the loss is counted, and told with the next record). A message
  * the subscriber cannot have (larger than its ring, a pull that failed, a
  * descriptor that failed validation) becomes a record with an error status:
  * an error for that message alone, and the stream goes on.
@@ -140,8 +141,8 @@ static void wake(const struct zbd_delivery *d)
 }
 
 /*
- * Deliver the held message. Return: 1 delivered (or dropped, lossy);
- * 0 no room yet; -errno: the subscriber's side failed.
+ * Deliver the held message. Return: 1 delivered (or found overwritten,
+ * lossy); 0 no room yet; -errno: the subscriber's side failed.
  */
 static int deliver_held(struct zbd_delivery *d, const struct zbus_channel *ch,
 			zbd_ref_copy_fn copy_ref, void *ctx,
@@ -157,18 +158,14 @@ static int deliver_held(struct zbd_delivery *d, const struct zbus_channel *ch,
 		status = -EMSGSIZE;
 		span = sizeof(struct zb_rx_rec);
 	}
+	/* No room: wait for it, whatever the policy. A lossy subscription
+	 * holds no producer back, so while we wait they overwrite what we
+	 * did not take, the oldest first, and we go on from the newest
+	 * (the copy is validated, and the loss counted by the ring), as a
+	 * lossy subscriber that maps the channel would. */
 	r = make_room(d, span);
-	if (r < 0)
+	if (r <= 0)
 		return r;
-	if (r == 0) {
-		if (d->policy != ZBUS_LOSSY)
-			return 0;
-		/* Lossy: never hold the producers back; it was missed. */
-		d->missed_carry += 1 + m->missed;
-		zbus_sub_release(d->sub);
-		d->holding = 0;
-		return 1;
-	}
 	at = d->wpos & (d->rx_bytes - 1);
 	if (!status) {
 		status = put_payload(d, ch, m, at, copy_ref, ctx, &fatal);

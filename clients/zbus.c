@@ -62,9 +62,10 @@ static int connect_broker(struct tool *t)
 }
 
 /* Open @name, creating it with @mode and @max_size if it is missing. */
-static int open_channel(struct tool *t, const char *name, uint32_t mode,
-			uint32_t max_size, uint32_t policy,
-			struct zbus_channel **ch)
+/* Open channel @name, creating it with these parameters if it is new. */
+static int create_or_open(struct tool *t, const char *name, uint32_t mode,
+			  uint32_t max_size, uint32_t policy,
+			  struct zbus_channel **ch)
 {
 	struct zbus_channel_params p = {
 		.geometry = { .max_msg_size = max_size },
@@ -72,7 +73,15 @@ static int open_channel(struct tool *t, const char *name, uint32_t mode,
 		.default_policy = policy,
 		.flags = ZBUS_CREATE_OPEN_EXISTING,
 	};
-	int r = zbus_conn_create(t->conn, name, &p, ch);
+
+	return zbus_conn_create(t->conn, name, &p, ch);
+}
+
+static int open_channel(struct tool *t, const char *name, uint32_t mode,
+			uint32_t max_size, uint32_t policy,
+			struct zbus_channel **ch)
+{
+	int r = create_or_open(t, name, mode, max_size, policy, ch);
 
 	if (r < 0) {
 		char what[300];
@@ -364,25 +373,22 @@ static int cmd_sub(struct tool *t, int argc, char **argv)
 	/* SIGINT/SIGTERM end the loop (each wait is 100 ms at most). */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	if (connect_broker(t) ||
-	    open_channel(t, argv[optind], mode, max_size, so.policy, &ch))
+	if (connect_broker(t))
 		return 1;
-	/* Publishers of another user: the broker pulls their messages by
-	 * reference for us. */
-	so.conn = t->conn;
-	r = zbus_sub_new(ch, &so, &sub);
-	if (r < 0) {
+	/* Made if it is new. A channel this user may not map (its mode's
+	 * execute bit) is refused here and delivered by the broker below. */
+	r = create_or_open(t, argv[optind], mode, max_size, so.policy, &ch);
+	if (r == 0)
 		zbus_channel_free(ch);
+	else if (r != -EACCES)
+		return open_channel(t, argv[optind], mode, max_size,
+				    so.policy, &ch);
+	/* Mapped and registered (the broker frees our slot if we are
+	 * killed), or delivered by the broker; publishers of another user
+	 * have their messages by reference pulled by the broker for us. */
+	r = zbus_conn_subscribe(t->conn, argv[optind], &so, 0, &sub);
+	if (r < 0)
 		return fail(t, "subscribe", r);
-	}
-	/* If we are killed, the broker frees our slot: a reliable
-	 * subscriber that died must not hold the publishers back. */
-	r = zbus_conn_register_sub(t->conn, argv[optind], sub);
-	if (r < 0) {
-		zbus_sub_free(sub);
-		zbus_channel_free(ch);
-		return fail(t, "register the subscription", r);
-	}
 	/* Tell a script we are subscribed: what is published from now on
 	 * reaches us. */
 	fprintf(stderr, "zbus: subscribed to '%s'\n", argv[optind]);
@@ -425,7 +431,6 @@ static int cmd_sub(struct tool *t, int argc, char **argv)
 			break;
 	}
 	zbus_sub_free(sub);
-	zbus_channel_free(ch);
 	return r < 0 ? 1 : 0;
 }
 

@@ -134,6 +134,32 @@ wait "$sub_pid" || fail "zbus sub exited $?"
 pub_pid=""
 sub_pid=""
 
+if [[ $(id -u) -eq 0 ]] && command -v setpriv >/dev/null; then
+	step "execute-only: zbus sub as nobody gets deliveries from the broker (mode 0601)"
+	chmod 755 "$tmp"
+	"$zbus" pub xonly --mode 601 </dev/null || fail "zbus pub --mode 601 exited $?"
+	sub_as_nobody() {
+		setpriv --reuid 65534 --regid 65534 --clear-groups "$zbus" "$@"
+	}
+	sub_as_nobody sub xonly -n 2 >"$tmp/xonly.out" 2>"$tmp/xonly.out.err" &
+	sub_pid=$!
+	for _ in $(seq 100); do
+		grep -q "subscribed" "$tmp/xonly.out.err" 2>/dev/null && break
+		sleep 0.05
+	done
+	grep -q "subscribed" "$tmp/xonly.out.err" ||
+		fail "nobody did not subscribe: $(cat "$tmp/xonly.out.err")"
+	printf 'secret one\nsecret two\n' | "$zbus" pub xonly
+	wait "$sub_pid" || fail "zbus sub as nobody exited $?: $(cat "$tmp/xonly.out.err")"
+	sub_pid=""
+	[[ $(cat "$tmp/xonly.out") == $'secret one\nsecret two' ]] ||
+		fail "nobody got: $(cat "$tmp/xonly.out")"
+	grep -q "subscribed to 'xonly' by delivery" "$tmp/broker.log" ||
+		fail "the broker did not deliver: $(grep xonly "$tmp/broker.log")"
+else
+	step "[skip] execute-only delivery from a shell: needs root and setpriv"
+fi
+
 step "errors: one readable line and a non-zero status"
 set +e
 "$zbus" stat no-such-channel 2>"$tmp/err1"

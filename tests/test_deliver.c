@@ -597,11 +597,16 @@ static uint32_t subscribers(struct zbus_conn *c, const char *name)
 	return st.subscribers;
 }
 
+/* Wait until the broker counts @want subscribers of @name (a connection
+ * that reconnects may fail meanwhile). */
 static int wait_subscribers(struct zbus_conn *c, const char *name,
 			    uint32_t want)
 {
 	for (int i = 0; i < 500; i++) {
-		if (subscribers(c, name) == want)
+		struct zbus_channel_stat st;
+
+		if (zbus_conn_stat(c, name, &st) == 0 &&
+		    st.subscribers == want)
 			return 0;
 		usleep(10000);
 	}
