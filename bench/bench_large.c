@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench_large.c - zbus-bench-large: large messages (64 KiB to 256 MiB)
- * moved five ways, side by side in one run (issue 4).
+ * moved six ways, side by side in one run (issue 4).
  *
  * Transports:
  *   pull         the producer publishes a private buffer by reference
@@ -27,6 +27,11 @@
  *                does not fit the memory budget is skipped, saying so
  *   unix         an AF_UNIX stream socketpair, blocking: the producer
  *                writes the whole buffer, the consumer reads all of it
+ *   deliver      a subscriber that does not map the channel: the producer
+ *                loans as in loan, the zbusd (as for pull-broker) copies
+ *                each message into the consumer's delivery ring
+ *                (zbus_conn_subscribe() with ZBUS_SUBSCRIBE_DELIVERED), the
+ *                consumer sleeps in its receive and copies the message out
  *   readv        the floor for a pull: the consumer calls
  *                process_vm_readv() on the producer's buffer itself
  *                (looping on short counts), with pull's hand-shake made
@@ -688,6 +693,94 @@ static int loan_recv(struct link *l, uint64_t seq)
 	return ret < 0 ? ret : copy_check(l, seq);
 }
 
+/* deliver ---------------------------------------------------------------- */
+
+/* The delivery ring for @size: two messages and their headers. */
+static uint64_t deliver_ring(size_t size)
+{
+	uint64_t two = 2 * (bench_round_up(size, 64) + 64);
+
+	return pow2_ceil(two > (1u << 20) ? two : (1u << 20));
+}
+
+/* As loan's channel, made through the broker: the producer loans in it. */
+static int deliver_create(struct link *l)
+{
+	static unsigned int n;
+	struct zbus_channel_params cp;
+	struct zbus_conn_opts co;
+	uint64_t ring = pow2_ceil(l->arena / l->size);
+	int ret;
+
+	ret = broker_start();
+	if (ret < 0)
+		return ret;
+	co = broker_opts();
+	ret = zbus_conn_open(&co, &l->conn);
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_conn_open(%s)", g_broker.sock);
+	l->own = true;
+	snprintf(l->name, sizeof(l->name), "bench-deliver-%d-%u",
+		 (int)getpid(), n++);
+	memset(&cp, 0, sizeof(cp));
+	cp.geometry.max_msg_size = (uint32_t)l->size;
+	cp.geometry.ring_capacity = (uint32_t)(ring < 2 ? 2 : ring);
+	cp.geometry.arena_bytes = l->arena;
+	ret = zbus_conn_create(l->conn, l->name, &cp, &l->ch);
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_conn_create(%s): %s", l->name,
+				   zbus_conn_error(l->conn));
+	return zpub_open(l, l->ch);
+}
+
+/* The consumer asks the broker to deliver (it could map the channel). */
+static int deliver_open(struct link *l)
+{
+	struct zbus_sub_opts so = { .policy = ZBUS_RELIABLE };
+	struct zbus_conn_opts co;
+	int ret;
+
+	if (l->role == ROLE_TX)
+		return 0; /* it writes into its loans */
+	l->own = false;
+	l->pub = NULL;
+	co = broker_opts();
+	ret = zbus_conn_open(&co, &l->conn);
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_conn_open");
+	l->own = true;
+	l->ch = NULL;
+	so.rx_bytes = (uint32_t)deliver_ring(l->size);
+	ret = zbus_conn_subscribe(l->conn, l->name, &so,
+				  ZBUS_SUBSCRIBE_DELIVERED, &l->sub);
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_conn_subscribe(%s): %s", l->name,
+				   zbus_conn_error(l->conn));
+	return buf_map(l);
+}
+
+/*
+ * Sleeps in its receive: the broker copying for it runs on its CPU, and a
+ * consumer spinning there would take the CPU from the copy it waits for.
+ */
+static int deliver_recv(struct link *l, uint64_t seq)
+{
+	struct zbus_msg m;
+	int ret;
+
+	do
+		ret = zbus_sub_recv_batch(l->sub, &m, 1, 100);
+	while (ret == -ETIMEDOUT && !bench_stop_requested());
+	if (ret < 0)
+		return bench_zfail(ret, "deliver: zbus_sub_recv_batch");
+	if (m.size != l->size)
+		return bench_fail(-EBADMSG, "deliver: message of %zu bytes, "
+				  "expected %zu", m.size, l->size);
+	memcpy(l->buf, m.data, l->size);
+	ret = zrelease(l);
+	return ret < 0 ? ret : copy_check(l, seq);
+}
+
 /* unix ------------------------------------------------------------------- */
 
 static int unix_create(struct link *l)
@@ -855,6 +948,7 @@ static int readv_recv(struct link *l, uint64_t seq)
 static const char *plain_skip(size_t size, char *why, size_t len);
 static const char *broker_skip(size_t size, char *why, size_t len);
 static const char *loan_skip(size_t size, char *why, size_t len);
+static const char *deliver_skip(size_t size, char *why, size_t len);
 
 static const struct transport transports[] = {
 	{
@@ -882,10 +976,15 @@ static const struct transport transports[] = {
 		.create = readv_create, .open = readv_open,
 		.send = readv_send, .recv = readv_recv, .close = readv_close,
 	},
+	{
+		.name = "deliver", .skip = deliver_skip,
+		.create = deliver_create, .open = deliver_open,
+		.send = loan_send, .recv = deliver_recv, .close = broker_close,
+	},
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
-enum { T_PULL, T_BROKER, T_LOAN, T_UNIX, T_READV };
+enum { T_PULL, T_BROKER, T_LOAN, T_UNIX, T_READV, T_DELIVER };
 
 /* What a cell maps: a private buffer on each side, except that loan's
  * producer writes into the arena instead. */
@@ -895,6 +994,8 @@ static uint64_t cell_bytes(const struct transport *tp, size_t size)
 
 	if (tp == &transports[T_LOAN])
 		return loan_arena(size) + buf;
+	if (tp == &transports[T_DELIVER])
+		return loan_arena(size) + deliver_ring(size) + buf;
 	if (tp == &transports[T_UNIX])
 		return 2 * buf;
 	return (PRODUCER_BUFS + 1) * buf;
@@ -921,6 +1022,18 @@ static const char *plain_skip(size_t size, char *why, size_t len)
 static const char *loan_skip(size_t size, char *why, size_t len)
 {
 	return budget_skip(&transports[T_LOAN], size, why, len);
+}
+
+static const char *deliver_skip(size_t size, char *why, size_t len)
+{
+	if (access(cfg.zbusd, X_OK) < 0) {
+		snprintf(why, len, "no zbusd at %s (--zbusd PATH or "
+			 "$ZBUS_BROKER)", cfg.zbusd);
+		return why;
+	}
+	if (deliver_ring(size) > (1u << 30))
+		return "a delivery ring holds at most 1 GiB: two messages";
+	return budget_skip(&transports[T_DELIVER], size, why, len);
 }
 
 static const char *broker_skip(size_t size, char *why, size_t len)
@@ -1280,6 +1393,8 @@ static void print_summary(void)
 		print_ratio("pull/unix", T_PULL, T_UNIX, si, 3.0);
 		print_ratio("pull-broker/pull", T_BROKER, T_PULL, si, 0);
 		print_ratio("loan/pull", T_LOAN, T_PULL, si, 0);
+		print_ratio("deliver/loan", T_DELIVER, T_LOAN, si, 0);
+		print_ratio("deliver/unix", T_DELIVER, T_UNIX, si, 0);
 	}
 	print_crossover();
 }
@@ -1295,7 +1410,7 @@ static void usage(FILE *f)
 		"[--sizes 64k,1M,16M,256M] [--reps R]\n"
 		"                        [--rounds N] "
 		"[--transport NAME[,NAME...]] [--zbusd PATH]\n"
-		"transports: pull, pull-broker, loan, unix, readv (or all); "
+		"transports: pull, pull-broker, loan, unix, readv, deliver (or all); "
 		"sizes take k/M/G\nsuffixes, 64..1G. --reps: per cell and round (default 5); --rounds:\n"
 		"times the whole matrix runs, interleaving the transports in "
 		"time (default 3).\n--quick: 64k,1M, 1 round of 3 reps "
