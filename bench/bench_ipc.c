@@ -57,8 +57,7 @@
 #include <zbus/zbus.h>
 
 #include "bench_util.h"
-
-#define RECV_BATCH 64		/* messages per zbus_sub_recv_batch() */
+#include "transport.h"
 #define MAX_SIZES 16
 #define MAX_SIZE (16 * MiB)	/* rings hold several: keep memory sane */
 #define MAX_REPS 1000
@@ -87,7 +86,7 @@ static uint64_t pow2_floor(uint64_t v)
 /* Payload: written in full by every sender, read in full by every receiver */
 /* ------------------------------------------------------------------------ */
 
-static int payload_read(const void *src, size_t size, uint64_t seq)
+int bench_payload_check(const void *src, size_t size, uint64_t seq)
 {
 	const unsigned char *p = src;
 	uint64_t sum = 0, w, first, last;
@@ -124,89 +123,6 @@ static int payload_read(const void *src, size_t size, uint64_t seq)
 				  first);
 	return 0;
 }
-
-/* ------------------------------------------------------------------------ */
-/* Links: one direction of one transport                                    */
-/* ------------------------------------------------------------------------ */
-
-enum role { ROLE_TX, ROLE_RX };
-
-/*
- * struct geom - how much a link may hold in flight
- * @ring: zbus ring_capacity
- * @arena: zbus arena_bytes (0: library default)
- * @slots: shm-ring slots, a power of two
- */
-struct geom {
-	uint32_t ring;
-	uint64_t arena;
-	uint32_t slots;
-};
-
-/*
- * The bare ring: each index sits on its own pair of cache lines, named
- * after its only writer, so the two sides never share (or prefetch) a line.
- * Slots of the message size rounded to a cache line follow the struct.
- */
-struct shm_ring {
-	_Alignas(2 * CACHE_LINE) _Atomic uint64_t prod_tail; /* next to fill */
-	_Alignas(2 * CACHE_LINE) _Atomic uint64_t cons_head; /* next to read */
-};
-
-struct zlink {
-	struct zbus_channel *ch;
-	pid_t owner;			/* process that created @ch */
-	struct zbus_pub *pub;
-	struct zbus_sub *sub;
-	unsigned int idx;		/* next of msgs[] to hand out */
-	unsigned int cnt;		/* valid entries of msgs[] */
-	struct zbus_msg msgs[RECV_BATCH];
-};
-
-struct rlink {
-	struct shm_ring *ring;
-	size_t map_bytes;
-	size_t slot_bytes;
-	uint64_t mask;
-	uint64_t pos;			/* this side's own index */
-	uint64_t peer;			/* peer's index, last read */
-};
-
-struct flink {
-	int fd[2];			/* [0] read end, [1] write end */
-};
-
-struct transport;
-
-struct link {
-	const struct transport *tp;
-	size_t size;
-	struct geom geom;
-	unsigned char *buf;		/* copying transports: own buffer */
-	union {
-		struct zlink z;
-		struct rlink r;
-		struct flink f;
-	};
-};
-
-/*
- * struct transport - what a transport does; @create runs before fork() in
- * the parent, @open after it in each process for the role it plays there,
- * @close in each process for whatever it holds (also after a failed
- * @create). @send and @recv move one message; @copies says the transport
- * needs a private buffer to write into or read from.
- */
-struct transport {
-	const char *name;
-	bool copies;
-	uint32_t pub_flags;		/* zbus: struct zbus_pub_opts.flags */
-	int (*create)(struct link *l);
-	int (*open)(struct link *l, enum role role);
-	int (*send)(struct link *l, uint64_t seq);
-	int (*recv)(struct link *l, uint64_t seq);
-	void (*close)(struct link *l);
-};
 
 /* zbus, both flavours ---------------------------------------------------- */
 
@@ -306,7 +222,7 @@ static int zc_recv(struct link *l, uint64_t seq)
 		return bench_fail(-EBADMSG, "zbus message %" PRIu64 " has "
 				  "%zu bytes, expected %zu", seq, m->size,
 				  l->size);
-	ret = payload_read(m->data, m->size, seq);
+	ret = bench_payload_check(m->data, m->size, seq);
 	if (ret < 0)
 		return ret;
 
@@ -342,7 +258,7 @@ static int zcopy_recv(struct link *l, uint64_t seq)
 	if ((size_t)ret != l->size)
 		return bench_fail(-EBADMSG, "zbus_sub_recv returned %d bytes, "
 				  "expected %zu", ret, l->size);
-	return payload_read(l->buf, l->size, seq);
+	return bench_payload_check(l->buf, l->size, seq);
 }
 
 /* shm-ring --------------------------------------------------------------- */
@@ -442,7 +358,7 @@ static int ring_recv(struct link *l, uint64_t seq)
 	BENCH_SPIN(ret, ring_try_peek(r), "shm-ring recv");
 	if (ret < 0)
 		return ret;
-	ret = payload_read(ring_slot(r, r->pos), l->size, seq);
+	ret = bench_payload_check(ring_slot(r, r->pos), l->size, seq);
 	if (ret < 0)
 		return ret;
 	r->pos++;
@@ -504,10 +420,10 @@ static int fd_recv(struct link *l, uint64_t seq)
 	ret = bench_read_full(l->f.fd[0], l->buf, l->size, l->tp->name);
 	if (ret < 0)
 		return ret;
-	return payload_read(l->buf, l->size, seq);
+	return bench_payload_check(l->buf, l->size, seq);
 }
 
-static const struct transport transports[] = {
+static const struct transport core[] = {
 	{
 		/* One producer per channel, as here: it says so and claims
 		 * without atomic read-modify-writes. */
@@ -543,6 +459,11 @@ static const struct transport transports[] = {
 		.create = pipe_create, .open = fd_open,
 		.send = fd_send, .recv = fd_recv, .close = fd_close,
 	},
+};
+
+/* Every transport, in the order of the output. */
+static const struct transport *const transports[] = {
+	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -974,6 +895,24 @@ static void fmt_num(char *buf, size_t len, bool has, double v, int prec,
 		snprintf(buf, len, "-");
 }
 
+/* A transport that cannot run here: said in the output, never silent. */
+static void print_skip(enum scenario sc, const struct transport *tp,
+		       size_t size, const char *why)
+{
+	char label[32];
+
+	if (cfg.json) {
+		printf("{\"scenario\":\"%s\",\"transport\":\"%s\","
+		       "\"size\":%zu,\"skipped\":\"%s\"}\n",
+		       scenario_names[sc], tp->name, size, why);
+	} else {
+		bench_size_label(label, sizeof(label), size);
+		printf("%-10s %-9s %7s skipped: %s\n", scenario_names[sc],
+		       tp->name, label, why);
+	}
+	fflush(stdout);
+}
+
 static void print_row(const struct cell *c, const struct result *res)
 {
 	char size[32], p50[32], p99[32], p999[32], mps[32], gbs[32];
@@ -1050,7 +989,7 @@ static void usage(FILE *f)
 
 static const char *transport_name(size_t i)
 {
-	return transports[i].name;
+	return transports[i]->name;
 }
 
 static int parse_args(int argc, char **argv)
@@ -1152,6 +1091,7 @@ int main(int argc, char **argv)
 	struct result res;
 	struct cell c;
 	char size[32];
+	const char *why;
 	unsigned int sc, si;
 	size_t ti;
 	int ret;
@@ -1173,7 +1113,13 @@ int main(int argc, char **argv)
 			for (ti = 0; ti < N_TRANSPORTS; ti++) {
 				if (!(cfg.transports & (1u << ti)))
 					continue;
-				cell_init(&c, sc, &transports[ti],
+				if (transports[ti]->available &&
+				    (why = transports[ti]->available())) {
+					print_skip(sc, transports[ti],
+						   cfg.sizes[si], why);
+					continue;
+				}
+				cell_init(&c, sc, transports[ti],
 					  cfg.sizes[si]);
 				ret = run_cell(&c, &res);
 				if (ret < 0) {

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * transport.h - what zbus-bench asks of a transport: one direction of one
+ * link between two processes, one message at a time.
+ *
+ * A transport lives in a file of its own (tp_*.c) unless it is one of the
+ * core ones in bench_ipc.c, and is listed in bench_ipc.c's table. State of
+ * its own goes behind struct link.priv (allocated in @create or @open,
+ * freed in @close).
+ */
+#ifndef ZBUS_BENCH_TRANSPORT_H
+#define ZBUS_BENCH_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <zbus/zbus.h>
+
+#include "bench_util.h"
+
+#define RECV_BATCH 64		/* messages per zbus_sub_recv_batch() */
+
+
+enum role { ROLE_TX, ROLE_RX };
+
+/*
+ * struct geom - how much a link may hold in flight
+ * @ring: zbus ring_capacity
+ * @arena: zbus arena_bytes (0: library default)
+ * @slots: shm-ring slots, a power of two
+ */
+struct geom {
+	uint32_t ring;
+	uint64_t arena;
+	uint32_t slots;
+};
+
+/*
+ * The bare ring: each index sits on its own pair of cache lines, named
+ * after its only writer, so the two sides never share (or prefetch) a line.
+ * Slots of the message size rounded to a cache line follow the struct.
+ */
+struct shm_ring {
+	_Alignas(2 * CACHE_LINE) _Atomic uint64_t prod_tail; /* next to fill */
+	_Alignas(2 * CACHE_LINE) _Atomic uint64_t cons_head; /* next to read */
+};
+
+struct zlink {
+	struct zbus_channel *ch;
+	pid_t owner;			/* process that created @ch */
+	struct zbus_pub *pub;
+	struct zbus_sub *sub;
+	unsigned int idx;		/* next of msgs[] to hand out */
+	unsigned int cnt;		/* valid entries of msgs[] */
+	struct zbus_msg msgs[RECV_BATCH];
+};
+
+struct rlink {
+	struct shm_ring *ring;
+	size_t map_bytes;
+	size_t slot_bytes;
+	uint64_t mask;
+	uint64_t pos;			/* this side's own index */
+	uint64_t peer;			/* peer's index, last read */
+};
+
+struct flink {
+	int fd[2];			/* [0] read end, [1] write end */
+};
+
+struct transport;
+
+struct link {
+	const struct transport *tp;
+	size_t size;
+	struct geom geom;
+	unsigned char *buf;		/* copying transports: own buffer */
+	union {
+		struct zlink z;
+		struct rlink r;
+		struct flink f;
+		void *priv;		/* a transport of its own file */
+	};
+};
+
+/*
+ * struct transport - what a transport does; @create runs before fork() in
+ * the parent, @open after it in each process for the role it plays there,
+ * @close in each process for whatever it holds (also after a failed
+ * @create, and in a child for what the parent created before fork()).
+ * @send writes message @seq's payload in full (bench_payload_fill()) and
+ * sends it; @recv receives message @seq and reads it in full
+ * (bench_payload_check()). @copies says the transport needs a private
+ * buffer (struct link.buf) to write into or read from. @available, if
+ * set, says why the transport cannot run here (NULL: it can).
+ */
+struct transport {
+	const char *name;
+	bool copies;
+	uint32_t pub_flags;		/* zbus: struct zbus_pub_opts.flags */
+	int (*create)(struct link *l);
+	int (*open)(struct link *l, enum role role);
+	int (*send)(struct link *l, uint64_t seq);
+	int (*recv)(struct link *l, uint64_t seq);
+	void (*close)(struct link *l);
+	const char *(*available)(void);
+};
+
+/* Transports in files of their own (bench_ipc.c lists them). */
+
+/*
+ * bench_payload_check() - read every byte of message @seq's payload (as a
+ * consumer would) and check its stamps. Return: 0; -EBADMSG (with
+ * bench_fail()'s message).
+ */
+int bench_payload_check(const void *src, size_t size, uint64_t seq);
+
+#endif /* ZBUS_BENCH_TRANSPORT_H */
+
