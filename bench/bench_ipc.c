@@ -1090,7 +1090,7 @@ int main(int argc, char **argv)
 {
 	struct result res;
 	struct cell c;
-	char size[32];
+	char size[32], whybuf[160];
 	const char *why;
 	unsigned int sc, si;
 	size_t ti;
@@ -1114,7 +1114,9 @@ int main(int argc, char **argv)
 				if (!(cfg.transports & (1u << ti)))
 					continue;
 				if (transports[ti]->available &&
-				    (why = transports[ti]->available())) {
+				    (why = transports[ti]->available(
+					     cfg.sizes[si], whybuf,
+					     sizeof(whybuf)))) {
 					print_skip(sc, transports[ti],
 						   cfg.sizes[si], why);
 					continue;

@@ -94,7 +94,8 @@ struct link {
  * sends it; @recv receives message @seq and reads it in full
  * (bench_payload_check()). @copies says the transport needs a private
  * buffer (struct link.buf) to write into or read from. @available, if
- * set, says why the transport cannot run here (NULL: it can).
+ * set, says why the transport cannot run here at @size (NULL: it can),
+ * in @why (@len bytes) or a static string.
  */
 struct transport {
 	const char *name;
@@ -105,7 +106,7 @@ struct transport {
 	int (*send)(struct link *l, uint64_t seq);
 	int (*recv)(struct link *l, uint64_t seq);
 	void (*close)(struct link *l);
-	const char *(*available)(void);
+	const char *(*available)(size_t size, char *why, size_t len);
 };
 
 /* Transports in files of their own (bench_ipc.c lists them). */
