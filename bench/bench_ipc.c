@@ -16,7 +16,13 @@
  *   latency     ping-pong over two links (one per direction); one-way latency
  *               is half of each round trip, timed by the initiator
  *   throughput  one-way stream; the clock runs from the producer's first
- *               timed send to the consumer's last receive
+ *               timed send to the consumer's last receive; CPU time of both
+ *               processes per message beside it
+ *   load        open-loop latency: messages due on a fixed schedule at 10%,
+ *               50%, 80%, 95% and 100% of the throughput just measured, each
+ *               latency taken from its due time (no coordinated omission),
+ *               in a histogram from ns to minutes (hist.h); p50, p99,
+ *               p99.9, max and the consumer's CPU time per message
  *
  * Rules that keep the comparison honest:
  *  - Producer and consumer are separate processes, pinned to two CPUs, so
@@ -51,12 +57,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <zbus/zbus.h>
 
 #include "bench_util.h"
+#include "hist.h"
 #include "transport.h"
 #define MAX_SIZES 16
 #define MAX_SIZE (16 * MiB)	/* rings hold several: keep memory sane */
@@ -166,9 +174,10 @@ static int zlink_open(struct link *l, enum role role)
 	}
 
 	if (role == ROLE_TX) {
-		/* Never block in the library: we busy-poll like shm-ring. */
+		/* Busy-poll like shm-ring, or (zbus-block) let the library
+		 * wait: spin a little, then sleep on its futex. */
 		memset(&po, 0, sizeof(po));
-		po.timeout_ms = 0;
+		po.timeout_ms = l->tp->blocking ? 10000 : 0;
 		po.flags = l->tp->pub_flags;
 		ret = zbus_pub_new(z->ch, &po, &z->pub);
 		if (ret < 0)
@@ -203,7 +212,18 @@ static int zc_recv(struct link *l, uint64_t seq)
 	const struct zbus_msg *m;
 	int ret;
 
-	if (z->idx == z->cnt) {
+	if (z->idx == z->cnt && l->tp->blocking) {
+		/* The library's adaptive wait: 50 us of spinning, then its
+		 * futex; a second at a time so that a stop is heard. */
+		do
+			ret = zbus_sub_recv_batch(z->sub, z->msgs, RECV_BATCH,
+						  1000);
+		while (ret == -ETIMEDOUT && !bench_stop_requested());
+		if (ret < 0)
+			return bench_zfail(ret, "zbus_sub_recv_batch");
+		z->cnt = (unsigned int)ret;
+		z->idx = 0;
+	} else if (z->idx == z->cnt) {
 		BENCH_SPIN(ret, zbus_sub_recv_batch(z->sub, z->msgs,
 						    RECV_BATCH, 0),
 			   "zbus_sub_recv_batch");
@@ -445,6 +465,14 @@ static const struct transport core[] = {
 		.send = zcopy_send, .recv = zcopy_recv, .close = zlink_close,
 	},
 	{
+		/* zbus as a program that must not burn a core when idle
+		 * would use it: both sides wait in the library. */
+		.name = "zbus-block", .copies = false,
+		.pub_flags = ZBUS_PUB_EXCLUSIVE, .blocking = true,
+		.create = zlink_create, .open = zlink_open,
+		.send = zc_send, .recv = zc_recv, .close = zlink_close,
+	},
+	{
 		.name = "shm-ring", .copies = false,
 		.create = ring_create, .open = ring_open,
 		.send = ring_send, .recv = ring_recv, .close = ring_close,
@@ -464,6 +492,7 @@ static const struct transport core[] = {
 /* Every transport, in the order of the output. */
 static const struct transport *const transports[] = {
 	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
+	&core[6],
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -493,11 +522,12 @@ static void link_close(struct link *l)
 /* Configuration and cells                                                  */
 /* ------------------------------------------------------------------------ */
 
-enum scenario { SC_LATENCY, SC_THROUGHPUT, SC_COUNT };
+enum scenario { SC_LATENCY, SC_THROUGHPUT, SC_LOAD, SC_COUNT };
 
 static const char *const scenario_names[SC_COUNT] = {
 	[SC_LATENCY] = "latency",
 	[SC_THROUGHPUT] = "throughput",
+	[SC_LOAD] = "load",
 };
 
 struct config {
@@ -528,6 +558,8 @@ struct cell {
 	uint64_t count;
 	unsigned int reps;
 	unsigned int timeout_s;
+	double load;			/* SC_LOAD: fraction of saturation */
+	double rate;			/* SC_LOAD: offered msgs/s */
 };
 
 struct result {
@@ -537,6 +569,11 @@ struct result {
 	double p50_ns, p99_ns, p999_ns;
 	bool has_rate;
 	double mps, mps_min, mps_max;
+	bool has_max;
+	double max_ns;
+	bool has_cpu;
+	double cpu_ns;			/* CPU time per message: both sides
+					 * (throughput), the consumer (load) */
 };
 
 /*
@@ -612,7 +649,19 @@ static void cell_init(struct cell *c, enum scenario sc,
 /* What the child tells the parent; shared, zeroed before each fork(). */
 struct shared_block {
 	uint64_t t_end_ns;
+	uint64_t child_cpu_ns;		/* the child's CPU in the timed part */
+	uint64_t t0_ns;			/* load: message 0's intended send */
+	struct hist hist;		/* load: the consumer's latencies */
 };
+
+/* CPU time of this process (all its threads), in ns. */
+static uint64_t cpu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static struct shared_block *g_shared;
 
@@ -787,7 +836,7 @@ static int stream_child(struct session *s)
 {
 	struct link *in = &s->link[0];
 	const struct cell *c = s->cell;
-	uint64_t i;
+	uint64_t i, cpu0;
 	int ret;
 
 	ret = link_open(in, ROLE_RX);
@@ -797,18 +846,22 @@ static int stream_child(struct session *s)
 		ret = in->tp->recv(in, i);
 	if (!ret)
 		ret = notify_parent(s);
+	cpu0 = cpu_now_ns();
 	for (; !ret && i < c->warmup + c->count; i++)
 		ret = in->tp->recv(in, i);
-	if (!ret)
+	if (!ret) {
 		g_shared->t_end_ns = bench_now_ns();
+		g_shared->child_cpu_ns = cpu_now_ns() - cpu0;
+	}
 	return ret;
 }
 
-static int stream_parent(struct session *s, uint64_t *t_start)
+static int stream_parent(struct session *s, uint64_t *t_start,
+			 uint64_t *cpu)
 {
 	struct link *out = &s->link[0];
 	const struct cell *c = s->cell;
-	uint64_t i;
+	uint64_t i, cpu0;
 	int ret;
 
 	ret = link_open(out, ROLE_TX);
@@ -820,26 +873,29 @@ static int stream_parent(struct session *s, uint64_t *t_start)
 	if (!ret)
 		ret = wait_child(s, "waiting for the warm-up to drain");
 	*t_start = bench_now_ns();
+	cpu0 = cpu_now_ns();
 	for (; !ret && i < c->warmup + c->count; i++)
 		ret = out->tp->send(out, i);
+	*cpu = cpu_now_ns() - cpu0;
 	return ret;
 }
 
 static int run_throughput(const struct cell *c, struct result *res)
 {
 	struct session s;
-	uint64_t t_start = 0, t_end;
-	double *mps;
+	uint64_t t_start = 0, t_end, cpu = 0;
+	double *mps, *cpu_per_msg;
 	unsigned int r, n = c->reps;
 	int ret = 0;
 
-	mps = calloc(n, sizeof(*mps));
+	mps = calloc(2 * n, sizeof(*mps));
 	if (!mps)
 		return bench_fail(-ENOMEM, "calloc");
+	cpu_per_msg = mps + n;
 	for (r = 0; !ret && r < n; r++) {
 		ret = session_start(&s, c, 1, stream_child);
 		if (!ret)
-			ret = stream_parent(&s, &t_start);
+			ret = stream_parent(&s, &t_start, &cpu);
 		ret = session_end(&s, ret);
 		/* The child has exited: its timestamp is final. */
 		t_end = g_shared->t_end_ns;
@@ -848,9 +904,13 @@ static int run_throughput(const struct cell *c, struct result *res)
 					 "%" PRIu64 " before the producer "
 					 "started at %" PRIu64, t_end,
 					 t_start);
-		if (!ret)
+		if (!ret) {
 			mps[r] = (double)c->count * 1e9 /
 				 (double)(t_end - t_start);
+			cpu_per_msg[r] = (double)(cpu +
+						  g_shared->child_cpu_ns) /
+					 (double)c->count;
+		}
 	}
 	if (!ret) {
 		qsort(mps, n, sizeof(*mps), bench_cmp_double);
@@ -861,8 +921,114 @@ static int run_throughput(const struct cell *c, struct result *res)
 		res->mps_max = mps[n - 1];
 		res->samples = c->count;
 		res->reps = n;
+		qsort(cpu_per_msg, n, sizeof(*cpu_per_msg), bench_cmp_double);
+		res->has_cpu = true;
+		res->cpu_ns = cpu_per_msg[n / 2];
 	}
 	free(mps);
+	return ret;
+}
+
+/*
+ * Open-loop latency under load: message i is due at t0 + i / rate, on a
+ * schedule fixed in advance; the producer sends it as soon as it is due
+ * (late if it fell behind, never skipped), and the consumer measures its
+ * latency from when it was due, not from when it was sent. A stall of the
+ * producer, the transport or the consumer so shows in every message it
+ * delays, instead of pausing the clock (coordinated omission).
+ */
+static uint64_t due_ns(uint64_t t0, double period_ns, uint64_t i)
+{
+	return t0 + (uint64_t)((double)i * period_ns);
+}
+
+static int load_child(struct session *s)
+{
+	struct link *in = &s->link[0];
+	const struct cell *c = s->cell;
+	double period = 1e9 / c->rate;
+	uint64_t i, t0 = 0, now, cpu0 = 0;
+	int ret;
+
+	ret = link_open(in, ROLE_RX);
+	if (!ret)
+		ret = notify_parent(s);
+	for (i = 0; !ret && i < c->warmup + c->count; i++) {
+		if (i == c->warmup)
+			cpu0 = cpu_now_ns();
+		ret = in->tp->recv(in, i);
+		now = bench_now_ns();
+		/* Written before message 0 was sent. */
+		if (i == 0)
+			t0 = __atomic_load_n(&g_shared->t0_ns,
+					     __ATOMIC_ACQUIRE);
+		if (!ret && i >= c->warmup) {
+			uint64_t due = due_ns(t0, period, i);
+
+			hist_add(&g_shared->hist, now > due ? now - due : 0);
+		}
+	}
+	if (!ret)
+		g_shared->child_cpu_ns = cpu_now_ns() - cpu0;
+	return ret;
+}
+
+/* Wait for @due, busy (a sleep would be later than the schedule). */
+static int wait_until_due(uint64_t due)
+{
+	for (uint32_t n = 1; bench_now_ns() < due; n++) {
+		bench_cpu_relax();
+		if (!(n & 1023) && bench_stop_requested())
+			return bench_stop_error("load: waiting to send");
+	}
+	return 0;
+}
+
+static int load_parent(struct session *s)
+{
+	struct link *out = &s->link[0];
+	const struct cell *c = s->cell;
+	double period = 1e9 / c->rate;
+	uint64_t i, t0;
+	int ret;
+
+	ret = link_open(out, ROLE_TX);
+	if (!ret)
+		ret = wait_child(s, "waiting for the consumer");
+	t0 = bench_now_ns() + 1000000; /* a millisecond to get going */
+	__atomic_store_n(&g_shared->t0_ns, t0, __ATOMIC_RELEASE);
+	for (i = 0; !ret && i < c->warmup + c->count; i++) {
+		ret = wait_until_due(due_ns(t0, period, i));
+		if (!ret)
+			ret = out->tp->send(out, i);
+	}
+	return ret;
+}
+
+static int run_load(const struct cell *c, struct result *res)
+{
+	struct session s;
+	int ret;
+
+	ret = session_start(&s, c, 1, load_child);
+	if (!ret)
+		ret = load_parent(&s);
+	ret = session_end(&s, ret);
+	if (!ret) {
+		const struct hist *h = &g_shared->hist;
+
+		res->has_latency = res->has_max = true;
+		res->p50_ns = (double)hist_percentile(h, 0.50);
+		res->p99_ns = (double)hist_percentile(h, 0.99);
+		res->p999_ns = (double)hist_percentile(h, 0.999);
+		res->max_ns = (double)h->max;
+		res->has_rate = true;
+		res->mps = res->mps_min = res->mps_max = c->rate;
+		res->has_cpu = true;
+		res->cpu_ns = (double)g_shared->child_cpu_ns / (double)c->count;
+		res->samples = h->n;
+		res->reps = 1;
+	}
 	return ret;
 }
 
@@ -879,10 +1045,15 @@ static void print_machine(void)
 		       cfg.cpus.cpu[0], cfg.cpus.cpu[1]);
 	else
 		printf("pinning: off (only 1 CPU available)\n");
-	printf("\n%-10s %-9s %7s %10s %10s %10s %9s %8s %21s %4s %8s\n",
+	printf("latency: one way (half a round trip); load: open loop, from "
+	       "each message's due time,\n  at a fraction of the throughput "
+	       "measured just before (Mmsg/s is the rate offered)\n"
+	       "cpu/msg: CPU time per message, both processes (throughput) "
+	       "or the consumer's (load)\n");
+	printf("\n%-10s %-10s %7s %9s %9s %9s %9s %9s %8s %21s %8s %4s %8s\n",
 	       "scenario", "transport", "size", "p50(us)", "p99(us)",
-	       "p99.9(us)", "Mmsg/s", "GB/s", "Mmsg/s min..max", "reps",
-	       "samples");
+	       "p99.9(us)", "max(us)", "Mmsg/s", "GB/s",
+	       "min..max / load", "cpu/msg", "reps", "samples");
 	fflush(stdout);
 }
 
@@ -916,7 +1087,7 @@ static void print_skip(enum scenario sc, const struct transport *tp,
 static void print_row(const struct cell *c, const struct result *res)
 {
 	char size[32], p50[32], p99[32], p999[32], mps[32], gbs[32];
-	char lo[32], hi[32], spread[80];
+	char lo[32], hi[32], spread[80], max[32], cpu[32];
 
 	bench_size_label(size, sizeof(size), c->size);
 	fmt_num(p50, sizeof(p50), res->has_latency, res->p50_ns / 1e3, 3,
@@ -931,13 +1102,18 @@ static void print_row(const struct cell *c, const struct result *res)
 		res->mps * (double)c->size / 1e9, 3, 'f');
 	fmt_num(lo, sizeof(lo), res->has_rate, res->mps_min / 1e6, 4, 'g');
 	fmt_num(hi, sizeof(hi), res->has_rate, res->mps_max / 1e6, 4, 'g');
-	if (res->has_rate)
+	fmt_num(max, sizeof(max), res->has_max, res->max_ns / 1e3, 1, 'f');
+	fmt_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns / 1e3, 3, 'f');
+	if (c->sc == SC_LOAD)
+		snprintf(spread, sizeof(spread), "load %.0f%%",
+			 c->load * 100);
+	else if (res->has_rate)
 		snprintf(spread, sizeof(spread), "%s..%s", lo, hi);
 	else
 		snprintf(spread, sizeof(spread), "-");
-	printf("%-10s %-9s %7s %10s %10s %10s %9s %8s %21s %4u %8" PRIu64 "\n",
-	       scenario_names[c->sc], c->tp->name, size, p50, p99, p999, mps,
-	       gbs, spread, res->reps, res->samples);
+	printf("%-10s %-10s %7s %9s %9s %9s %9s %9s %8s %21s %8s %4u %8"
+	       PRIu64 "\n", scenario_names[c->sc], c->tp->name, size, p50, p99,
+	       p999, max, mps, gbs, spread, cpu, res->reps, res->samples);
 	fflush(stdout);
 }
 
@@ -952,6 +1128,7 @@ static void json_num(char *buf, size_t len, bool has, double v, int prec)
 static void print_json(const struct cell *c, const struct result *res)
 {
 	char p50[32], p99[32], p999[32], mps[32], gbs[32], lo[32], hi[32];
+	char max[32], cpu[32], load[32];
 
 	json_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
 	json_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
@@ -961,14 +1138,19 @@ static void print_json(const struct cell *c, const struct result *res)
 		 res->mps * (double)c->size / 1e9, 4);
 	json_num(lo, sizeof(lo), res->has_rate, res->mps_min, 0);
 	json_num(hi, sizeof(hi), res->has_rate, res->mps_max, 0);
+	json_num(max, sizeof(max), res->has_max, res->max_ns, 1);
+	json_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
+	json_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
 	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"size\":%zu,"
-	       "\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,"
+	       "\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,\"max_ns\":%s,"
 	       "\"msgs_per_s\":%s,\"gbytes_per_s\":%s,"
 	       "\"msgs_per_s_min\":%s,\"msgs_per_s_max\":%s,"
+	       "\"load\":%s,\"cpu_ns_per_msg\":%s,\"cpu_of\":\"%s\","
 	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
 	       scenario_names[c->sc], c->tp->name, c->size, p50, p99, p999,
-	       mps, gbs, lo, hi, res->reps, res->samples,
-	       cfg.cpus.pin ? "true" : "false");
+	       max, mps, gbs, lo, hi, load, cpu,
+	       c->sc == SC_LOAD ? "consumer" : "both", res->reps,
+	       res->samples, cfg.cpus.pin ? "true" : "false");
 	fflush(stdout);
 }
 
@@ -980,7 +1162,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: zbus-bench [--json] [--quick] "
-		"[--scenario latency|throughput|all]\n"
+		"[--scenario latency|throughput|load|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R]\n"
 		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe (or all); "
@@ -1030,6 +1212,8 @@ static int parse_args(int argc, char **argv)
 				cfg.scenarios = 1u << SC_LATENCY;
 			else if (!strcmp(optarg, "throughput"))
 				cfg.scenarios = 1u << SC_THROUGHPUT;
+			else if (!strcmp(optarg, "load"))
+				cfg.scenarios = 1u << SC_LOAD;
 			else if (!strcmp(optarg, "all"))
 				cfg.scenarios = (1u << SC_COUNT) - 1;
 			else
@@ -1083,7 +1267,51 @@ static int run_cell(const struct cell *c, struct result *res)
 	memset(res, 0, sizeof(*res));
 	if (c->sc == SC_LATENCY)
 		return run_latency(c, res);
+	if (c->sc == SC_LOAD)
+		return run_load(c, res);
 	return run_throughput(c, res);
+}
+
+/* The offered loads, as fractions of the saturation rate. */
+static const double load_fractions[] = { 0.1, 0.5, 0.8, 0.95, 1.0 };
+#define N_LOADS (sizeof(load_fractions) / sizeof(load_fractions[0]))
+
+/*
+ * The load scenario of (@tp, @size): its saturation first (a throughput
+ * run), then a row per offered load up to it, each for a fixed time.
+ */
+static int run_loads(const struct transport *tp, size_t size,
+		     void (*print)(const struct cell *, const struct result *))
+{
+	double secs = cfg.quick ? 0.02 : 0.5;
+	struct result res;
+	struct cell c;
+	double top;
+	int ret;
+
+	cell_init(&c, SC_THROUGHPUT, tp, size);
+	c.reps = 1;
+	ret = run_throughput(&c, &res);
+	if (ret < 0)
+		return ret;
+	top = res.mps;
+	/* --quick: 80% and full load only, enough to see it work. */
+	for (size_t k = cfg.quick ? N_LOADS - 3 : 0; k < N_LOADS;
+	     k += cfg.quick ? 2 : 1) {
+		cell_init(&c, SC_LOAD, tp, size);
+		c.load = load_fractions[k];
+		c.rate = top * c.load;
+		c.count = (uint64_t)clamp_u64((uint64_t)(c.rate * secs), 200,
+					      2000000);
+		c.warmup = c.count / 10 > 50 ? c.count / 10 : 50;
+		c.timeout_s = 30 + (unsigned int)(4 * secs);
+		memset(&g_shared->hist, 0, sizeof(g_shared->hist));
+		ret = run_cell(&c, &res);
+		if (ret < 0)
+			return ret;
+		print(&c, &res);
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -1123,7 +1351,13 @@ int main(int argc, char **argv)
 				}
 				cell_init(&c, sc, transports[ti],
 					  cfg.sizes[si]);
-				ret = run_cell(&c, &res);
+				if (sc == SC_LOAD)
+					ret = run_loads(transports[ti],
+							cfg.sizes[si],
+							cfg.json ? print_json :
+								   print_row);
+				else
+					ret = run_cell(&c, &res);
 				if (ret < 0) {
 					bench_size_label(size, sizeof(size),
 							 c.size);
@@ -1132,6 +1366,8 @@ int main(int argc, char **argv)
 						c.tp->name, size, bench_err);
 					return 1;
 				}
+				if (sc == SC_LOAD)
+					continue;
 				if (cfg.json)
 					print_json(&c, &res);
 				else

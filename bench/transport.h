@@ -101,6 +101,7 @@ struct transport {
 	const char *name;
 	bool copies;
 	uint32_t pub_flags;		/* zbus: struct zbus_pub_opts.flags */
+	bool blocking;			/* zbus: wait in the library */
 	int (*create)(struct link *l);
 	int (*open)(struct link *l, enum role role);
 	int (*send)(struct link *l, uint64_t seq);
