@@ -18,6 +18,10 @@
  *   throughput  one-way stream; the clock runs from the producer's first
  *               timed send to the consumer's last receive; CPU time of both
  *               processes per message beside it
+ *   fanout      one producer, N consumers (--fan, default 2 and 4), each
+ *               receiving every message: messages published per second
+ *               and the CPU time of all processes per message
+ *   fanin       N producers, one consumer: messages received per second
  *   load        open-loop latency: messages due on a fixed schedule at 10%,
  *               50%, 80%, 95% and 100% of the throughput just measured, each
  *               latency taken from its due time (no coordinated omission),
@@ -179,6 +183,9 @@ static int zlink_open(struct link *l, enum role role)
 		memset(&po, 0, sizeof(po));
 		po.timeout_ms = l->tp->blocking ? 10000 : 0;
 		po.flags = l->tp->pub_flags;
+		/* Several producers on one channel (fan-in) share the ring. */
+		if (l->shared_tx)
+			po.flags &= ~ZBUS_PUB_EXCLUSIVE;
 		ret = zbus_pub_new(z->ch, &po, &z->pub);
 		if (ret < 0)
 			return bench_zfail(ret, "zbus_pub_new");
@@ -206,43 +213,57 @@ static int zc_send(struct link *l, uint64_t seq)
 	return bench_loan_send(l->z.pub, l->size, seq);
 }
 
-static int zc_recv(struct link *l, uint64_t seq)
+/* A batch of messages to hand out, when the last one is all read: busy
+ * polled, or (zbus-block) waited for in the library. */
+static int zc_refill(struct link *l)
 {
 	struct zlink *z = &l->z;
-	const struct zbus_msg *m;
 	int ret;
 
-	if (z->idx == z->cnt && l->tp->blocking) {
+	if (z->idx < z->cnt)
+		return 0;
+	if (l->tp->blocking) {
 		/* The library's adaptive wait: 50 us of spinning, then its
 		 * futex; a second at a time so that a stop is heard. */
 		do
 			ret = zbus_sub_recv_batch(z->sub, z->msgs, RECV_BATCH,
 						  1000);
 		while (ret == -ETIMEDOUT && !bench_stop_requested());
-		if (ret < 0)
-			return bench_zfail(ret, "zbus_sub_recv_batch");
-		z->cnt = (unsigned int)ret;
-		z->idx = 0;
-	} else if (z->idx == z->cnt) {
+	} else {
 		BENCH_SPIN(ret, zbus_sub_recv_batch(z->sub, z->msgs,
 						    RECV_BATCH, 0),
 			   "zbus_sub_recv_batch");
-		if (ret < 0)
-			return bench_zfail(ret, "zbus_sub_recv_batch");
-		if (ret == 0 || ret > RECV_BATCH)
-			return bench_fail(-EPROTO, "zbus_sub_recv_batch "
-					  "returned %d for at most %d", ret,
-					  RECV_BATCH);
-		z->cnt = (unsigned int)ret;
-		z->idx = 0;
 	}
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_sub_recv_batch");
+	if (ret == 0 || ret > RECV_BATCH)
+		return bench_fail(-EPROTO, "zbus_sub_recv_batch returned %d "
+				  "for at most %d", ret, RECV_BATCH);
+	z->cnt = (unsigned int)ret;
+	z->idx = 0;
+	return 0;
+}
 
+/*
+ * Take the next message and read it in full: message *@seq, or with
+ * @any the next of any sender, whose stamp goes to *@seq (fan-in).
+ */
+static int zc_take(struct link *l, uint64_t *seq, bool any)
+{
+	struct zlink *z = &l->z;
+	const struct zbus_msg *m;
+	int ret;
+
+	ret = zc_refill(l);
+	if (ret < 0)
+		return ret;
 	m = &z->msgs[z->idx++];
-	if (m->size != l->size)
-		return bench_fail(-EBADMSG, "zbus message %" PRIu64 " has "
-				  "%zu bytes, expected %zu", seq, m->size,
-				  l->size);
-	ret = bench_payload_check(m->data, m->size, seq);
+	if (m->size != l->size || (any && m->size < 16))
+		return bench_fail(-EBADMSG, "zbus message of %zu bytes, "
+				  "expected %zu", m->size, l->size);
+	if (any)
+		memcpy(seq, m->data, sizeof(*seq));
+	ret = bench_payload_check(m->data, m->size, *seq);
 	if (ret < 0)
 		return ret;
 
@@ -255,6 +276,17 @@ static int zc_recv(struct link *l, uint64_t seq)
 	return 0;
 }
 
+static int zc_recv(struct link *l, uint64_t seq)
+{
+	return zc_take(l, &seq, false);
+}
+
+/* The next message, whoever sent it: its stamp, checked (fan-in). */
+static int zc_recv_any(struct link *l, uint64_t *stamp)
+{
+	return zc_take(l, stamp, true);
+}
+
 static int zcopy_send(struct link *l, uint64_t seq)
 {
 	int ret;
@@ -265,6 +297,22 @@ static int zcopy_send(struct link *l, uint64_t seq)
 	if (ret < 0)
 		return bench_zfail(ret, "zbus_pub_send(%zu)", l->size);
 	return 0;
+}
+
+/* As zc_recv_any(), by copy. */
+static int zcopy_recv_any(struct link *l, uint64_t *stamp)
+{
+	int ret;
+
+	BENCH_SPIN(ret, zbus_sub_recv(l->z.sub, l->buf, l->size, NULL, 0),
+		   "zbus_sub_recv");
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_sub_recv");
+	if ((size_t)ret != l->size || l->size < 16)
+		return bench_fail(-EBADMSG, "zbus_sub_recv returned %d bytes, "
+				  "expected %zu", ret, l->size);
+	memcpy(stamp, l->buf, sizeof(*stamp));
+	return bench_payload_check(l->buf, l->size, *stamp);
 }
 
 static int zcopy_recv(struct link *l, uint64_t seq)
@@ -451,18 +499,21 @@ static const struct transport core[] = {
 		.pub_flags = ZBUS_PUB_EXCLUSIVE,
 		.create = zlink_create, .open = zlink_open,
 		.send = zc_send, .recv = zc_recv, .close = zlink_close,
+		.recv_any = zc_recv_any,
 	},
 	{
 		/* The same, through the multi-producer claim (16-byte CAS). */
 		.name = "zbus-mp", .copies = false,
 		.create = zlink_create, .open = zlink_open,
 		.send = zc_send, .recv = zc_recv, .close = zlink_close,
+		.recv_any = zc_recv_any,
 	},
 	{
 		.name = "zbus-copy", .copies = true,
 		.pub_flags = ZBUS_PUB_EXCLUSIVE,
 		.create = zlink_create, .open = zlink_open,
 		.send = zcopy_send, .recv = zcopy_recv, .close = zlink_close,
+		.recv_any = zcopy_recv_any,
 	},
 	{
 		/* zbus as a program that must not burn a core when idle
@@ -471,6 +522,7 @@ static const struct transport core[] = {
 		.pub_flags = ZBUS_PUB_EXCLUSIVE, .blocking = true,
 		.create = zlink_create, .open = zlink_open,
 		.send = zc_send, .recv = zc_recv, .close = zlink_close,
+		.recv_any = zc_recv_any,
 	},
 	{
 		.name = "shm-ring", .copies = false,
@@ -522,12 +574,16 @@ static void link_close(struct link *l)
 /* Configuration and cells                                                  */
 /* ------------------------------------------------------------------------ */
 
-enum scenario { SC_LATENCY, SC_THROUGHPUT, SC_LOAD, SC_COUNT };
+enum scenario {
+	SC_LATENCY, SC_THROUGHPUT, SC_LOAD, SC_FANOUT, SC_FANIN, SC_COUNT
+};
 
 static const char *const scenario_names[SC_COUNT] = {
 	[SC_LATENCY] = "latency",
 	[SC_THROUGHPUT] = "throughput",
 	[SC_LOAD] = "load",
+	[SC_FANOUT] = "fanout",
+	[SC_FANIN] = "fanin",
 };
 
 struct config {
@@ -538,6 +594,8 @@ struct config {
 	size_t sizes[MAX_SIZES];
 	unsigned int nsizes;
 	unsigned int reps;		/* throughput repetitions */
+	unsigned int fans[4];		/* fan-out/fan-in: children */
+	unsigned int nfans;
 	struct bench_cpus cpus;		/* [0] parent, [1] child */
 };
 
@@ -559,6 +617,7 @@ struct cell {
 	unsigned int reps;
 	unsigned int timeout_s;
 	double load;			/* SC_LOAD: fraction of saturation */
+	unsigned int fan;		/* SC_FANOUT/SC_FANIN: children */
 	double rate;			/* SC_LOAD: offered msgs/s */
 };
 
@@ -831,29 +890,38 @@ static int run_latency(const struct cell *c, struct result *res)
 	return ret;
 }
 
-/* Consumer: drain the warm-up, say so, then time the rest to the end. */
-static int stream_child(struct session *s)
+/*
+ * A consumer: open @in, tell @p it is ready, drain the warm-up, say so,
+ * then receive the timed part; when it ended and the CPU it took.
+ */
+static int consume_stream(struct link *in, const struct cell *c,
+			  struct bench_peer *p, uint64_t *t_end,
+			  uint64_t *cpu)
 {
-	struct link *in = &s->link[0];
-	const struct cell *c = s->cell;
 	uint64_t i, cpu0;
 	int ret;
 
 	ret = link_open(in, ROLE_RX);
 	if (!ret)
-		ret = notify_parent(s);
+		ret = bench_peer_notify(p);
 	for (i = 0; !ret && i < c->warmup; i++)
 		ret = in->tp->recv(in, i);
 	if (!ret)
-		ret = notify_parent(s);
+		ret = bench_peer_notify(p);
 	cpu0 = cpu_now_ns();
 	for (; !ret && i < c->warmup + c->count; i++)
 		ret = in->tp->recv(in, i);
 	if (!ret) {
-		g_shared->t_end_ns = bench_now_ns();
-		g_shared->child_cpu_ns = cpu_now_ns() - cpu0;
+		*t_end = bench_now_ns();
+		*cpu = cpu_now_ns() - cpu0;
 	}
 	return ret;
+}
+
+static int stream_child(struct session *s)
+{
+	return consume_stream(&s->link[0], s->cell, &s->peer,
+			      &g_shared->t_end_ns, &g_shared->child_cpu_ns);
 }
 
 static int stream_parent(struct session *s, uint64_t *t_start,
@@ -1033,6 +1101,310 @@ static int run_load(const struct cell *c, struct result *res)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Fan-out and fan-in: one parent, FAN children                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A transport that one link can serve to several processes (a zbus
+ * channel: one publish reaches every subscriber; several publishers claim
+ * in one ring) uses a single link; any other gets a link per child, and
+ * the parent sends each message on every link (fan-out) or takes them in
+ * turn from each (fan-in), as a program using it would.
+ */
+#define MAX_FAN 8
+
+struct fan_child {
+	struct fan *f;
+	unsigned int idx;
+};
+
+struct fan {
+	const struct cell *cell;
+	unsigned int n;			/* children */
+	unsigned int nlinks;		/* 1 (shared) or n */
+	struct link link[MAX_FAN];
+	struct bench_peer peer[MAX_FAN];
+	struct fan_child child[MAX_FAN];
+};
+
+/* What fan children tell the parent, in the shared block. */
+struct fan_shared {
+	uint64_t t_end_ns[MAX_FAN];
+	uint64_t cpu_ns[MAX_FAN];
+	/* Set by the parent: 1 warm-up (fan-in), 2 timed part (fan-in),
+	 * 3 all done: children exit only then, since a child's exit stops
+	 * the parent's waits (bench_stop_requested()) while it may still be
+	 * moving messages of the others. */
+	uint32_t go;
+};
+
+static struct fan_shared *g_fan;
+
+static bool fan_shares_link(const struct transport *tp)
+{
+	return tp->recv_any != NULL;
+}
+
+static struct link *fan_link(struct fan *f, unsigned int idx)
+{
+	return &f->link[f->nlinks == 1 ? 0 : idx];
+}
+
+static void fan_close_links(struct fan *f)
+{
+	for (unsigned int i = 0; i < f->nlinks; i++)
+		link_close(&f->link[i]);
+	f->nlinks = 0;
+}
+
+static void fan_child_close(void *arg)
+{
+	struct fan_child *ch = arg;
+
+	fan_close_links(ch->f);
+}
+
+/* Wait for g_fan->go to reach @v (set by the parent). */
+static int fan_wait_go(uint32_t v)
+{
+	for (uint32_t n = 1;
+	     __atomic_load_n(&g_fan->go, __ATOMIC_ACQUIRE) < v; n++) {
+		bench_cpu_relax();
+		if (!(n & 1023) && bench_stop_requested())
+			return bench_stop_error("waiting for the start");
+	}
+	return 0;
+}
+
+/* Fan-out child: receive everything, as stream_child does. */
+static int fanout_child(struct bench_peer *p, void *arg)
+{
+	struct fan_child *ch = arg;
+	int ret;
+
+	ret = consume_stream(fan_link(ch->f, ch->idx), ch->f->cell, p,
+			     &g_fan->t_end_ns[ch->idx], &g_fan->cpu_ns[ch->idx]);
+	return ret ? ret : fan_wait_go(3);
+}
+
+/* Fan-in child @idx: a producer whose messages are stamped with its index
+ * in the top bits, so that a shared link's consumer can check each
+ * producer's order (recv_any). */
+static uint64_t fan_stamp(unsigned int idx, uint64_t i)
+{
+	return ((uint64_t)idx << 40) | i;
+}
+
+static int fanin_child(struct bench_peer *p, void *arg)
+{
+	struct fan_child *ch = arg;
+	const struct cell *c = ch->f->cell;
+	struct link *out = fan_link(ch->f, ch->idx);
+	bool shared = ch->f->nlinks == 1;
+	uint64_t i, cpu0;
+	int ret;
+
+	ret = link_open(out, ROLE_TX);
+	if (!ret)
+		ret = bench_peer_notify(p);
+	if (!ret)
+		ret = fan_wait_go(1);
+	for (i = 0; !ret && i < c->warmup; i++)
+		ret = out->tp->send(out, shared ? fan_stamp(ch->idx, i) : i);
+	if (!ret)
+		ret = fan_wait_go(2);
+	cpu0 = cpu_now_ns();
+	for (; !ret && i < c->warmup + c->count; i++)
+		ret = out->tp->send(out, shared ? fan_stamp(ch->idx, i) : i);
+	if (!ret) {
+		g_fan->cpu_ns[ch->idx] = cpu_now_ns() - cpu0;
+		ret = fan_wait_go(3);
+	}
+	return ret;
+}
+
+static int fan_start(struct fan *f, const struct cell *c, unsigned int n,
+		     bench_child_fn fn, bool in)
+{
+	int ret = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->cell = c;
+	f->n = n;
+	for (unsigned int i = 0; i < MAX_FAN; i++) {
+		f->peer[i].pid = -1;
+		f->peer[i].sync_fd = -1;
+	}
+	for (unsigned int i = 0; !ret && i < (fan_shares_link(c->tp) ? 1 : n);
+	     i++) {
+		f->link[i].tp = c->tp;
+		f->link[i].size = c->size;
+		f->link[i].geom = c->geom;
+		f->link[i].shared_tx = in && fan_shares_link(c->tp);
+		f->nlinks++;
+		ret = c->tp->create(&f->link[i]);
+	}
+	memset(g_fan, 0, sizeof(*g_fan));
+	/* Children go where the scheduler puts them: with more of them than
+	 * cores, pinning would only choose who waits. */
+	for (unsigned int i = 0; !ret && i < n; i++) {
+		f->child[i] = (struct fan_child){ f, i };
+		ret = bench_peer_start(&f->peer[i], c->timeout_s, -1, fn,
+				       fan_child_close, &f->child[i]);
+	}
+	return ret;
+}
+
+static int fan_wait_all(struct fan *f, const char *what)
+{
+	int ret = 0;
+
+	for (unsigned int i = 0; !ret && i < f->n; i++)
+		ret = bench_peer_wait(&f->peer[i], what);
+	return ret;
+}
+
+static int fan_end(struct fan *f, int ret)
+{
+	for (unsigned int i = 0; i < f->n; i++)
+		if (f->peer[i].pid > 0 || f->peer[i].sync_fd >= 0)
+			ret = bench_peer_end(&f->peer[i], ret);
+	fan_close_links(f);
+	return ret;
+}
+
+/* Parent of a fan-out: send every message once per link. */
+static int fanout_send(struct fan *f, uint64_t i)
+{
+	int ret = 0;
+
+	for (unsigned int k = 0; !ret && k < f->nlinks; k++)
+		ret = f->link[k].tp->send(&f->link[k], i);
+	return ret;
+}
+
+static int run_fanout(const struct cell *c, unsigned int n,
+		      struct result *res)
+{
+	uint64_t i, t0 = 0, t_end = 0, cpu0 = 0, cpu = 0;
+	struct fan f;
+	int ret;
+
+	ret = fan_start(&f, c, n, fanout_child, false);
+	for (unsigned int k = 0; !ret && k < f.nlinks; k++)
+		ret = link_open(&f.link[k], ROLE_TX);
+	if (!ret)
+		ret = fan_wait_all(&f, "waiting for the consumers");
+	for (i = 0; !ret && i < c->warmup; i++)
+		ret = fanout_send(&f, i);
+	if (!ret)
+		ret = fan_wait_all(&f, "waiting for the warm-up to drain");
+	t0 = bench_now_ns();
+	cpu0 = cpu_now_ns();
+	for (; !ret && i < c->warmup + c->count; i++)
+		ret = fanout_send(&f, i);
+	cpu = cpu_now_ns() - cpu0;
+	__atomic_store_n(&g_fan->go, 3, __ATOMIC_RELEASE);
+	ret = fan_end(&f, ret);
+	for (unsigned int k = 0; !ret && k < n; k++) {
+		if (g_fan->t_end_ns[k] > t_end)
+			t_end = g_fan->t_end_ns[k];
+		cpu += g_fan->cpu_ns[k];
+	}
+	if (!ret && t_end <= t0)
+		ret = bench_fail(-EPROTO, "fan-out: consumers finished before "
+				 "the producer started");
+	if (!ret) {
+		/* Messages published per second, each reaching every one. */
+		res->has_rate = true;
+		res->mps = res->mps_min = res->mps_max =
+			(double)c->count * 1e9 / (double)(t_end - t0);
+		res->has_cpu = true;
+		res->cpu_ns = (double)cpu / (double)c->count;
+		res->samples = c->count;
+		res->reps = 1;
+	}
+	return ret;
+}
+
+/* Parent of a fan-in over a shared link: any producer's next message,
+ * checked against that producer's own count. */
+static int fanin_recv_shared(struct fan *f, uint64_t *next)
+{
+	struct link *l = &f->link[0];
+	uint64_t stamp, idx, i;
+	int ret = l->tp->recv_any(l, &stamp);
+
+	if (ret < 0)
+		return ret;
+	idx = stamp >> 40;
+	i = stamp & ((1ull << 40) - 1);
+	if (idx >= f->n || i != next[idx])
+		return bench_fail(-EBADMSG, "fan-in: message %" PRIu64 " of "
+				  "producer %" PRIu64 " out of order",
+				  i, idx);
+	next[idx]++;
+	return 0;
+}
+
+/* Receive @k messages from every producer, from @from on. */
+static int fanin_recv(struct fan *f, uint64_t from, uint64_t k,
+		      uint64_t *next)
+{
+	int ret = 0;
+
+	if (f->nlinks == 1) {
+		for (uint64_t j = 0; !ret && j < k * f->n; j++)
+			ret = fanin_recv_shared(f, next);
+		return ret;
+	}
+	/* A link per producer: in turn, as a reader of n sockets would. */
+	for (uint64_t i = from; !ret && i < from + k; i++)
+		for (unsigned int p = 0; !ret && p < f->n; p++)
+			ret = f->link[p].tp->recv(&f->link[p], i);
+	return ret;
+}
+
+static int run_fanin(const struct cell *c, unsigned int n,
+		     struct result *res)
+{
+	uint64_t next[MAX_FAN] = { 0 }, t0 = 0, t_end = 0, cpu0, cpu = 0;
+	struct fan f;
+	int ret;
+
+	ret = fan_start(&f, c, n, fanin_child, true);
+	for (unsigned int k = 0; !ret && k < f.nlinks; k++)
+		ret = link_open(&f.link[k], ROLE_RX);
+	if (!ret)
+		ret = fan_wait_all(&f, "waiting for the producers");
+	__atomic_store_n(&g_fan->go, 1, __ATOMIC_RELEASE);
+	if (!ret)
+		ret = fanin_recv(&f, 0, c->warmup, next);
+	t0 = bench_now_ns();
+	cpu0 = cpu_now_ns();
+	__atomic_store_n(&g_fan->go, 2, __ATOMIC_RELEASE);
+	if (!ret)
+		ret = fanin_recv(&f, c->warmup, c->count, next);
+	t_end = bench_now_ns();
+	cpu = cpu_now_ns() - cpu0;
+	__atomic_store_n(&g_fan->go, 3, __ATOMIC_RELEASE);
+	ret = fan_end(&f, ret);
+	for (unsigned int k = 0; !ret && k < n; k++)
+		cpu += g_fan->cpu_ns[k];
+	if (!ret) {
+		/* Messages received per second, from all producers. */
+		res->has_rate = true;
+		res->mps = res->mps_min = res->mps_max =
+			(double)c->count * n * 1e9 / (double)(t_end - t0);
+		res->has_cpu = true;
+		res->cpu_ns = (double)cpu / (double)(c->count * n);
+		res->samples = c->count * n;
+		res->reps = 1;
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Output                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -1107,6 +1479,10 @@ static void print_row(const struct cell *c, const struct result *res)
 	if (c->sc == SC_LOAD)
 		snprintf(spread, sizeof(spread), "load %.0f%%",
 			 c->load * 100);
+	else if (c->sc == SC_FANOUT)
+		snprintf(spread, sizeof(spread), "%u consumers", c->fan);
+	else if (c->sc == SC_FANIN)
+		snprintf(spread, sizeof(spread), "%u producers", c->fan);
 	else if (res->has_rate)
 		snprintf(spread, sizeof(spread), "%s..%s", lo, hi);
 	else
@@ -1145,11 +1521,12 @@ static void print_json(const struct cell *c, const struct result *res)
 	       "\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,\"max_ns\":%s,"
 	       "\"msgs_per_s\":%s,\"gbytes_per_s\":%s,"
 	       "\"msgs_per_s_min\":%s,\"msgs_per_s_max\":%s,"
-	       "\"load\":%s,\"cpu_ns_per_msg\":%s,\"cpu_of\":\"%s\","
+	       "\"load\":%s,\"fan\":%u,\"cpu_ns_per_msg\":%s,"
+	       "\"cpu_of\":\"%s\","
 	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
 	       scenario_names[c->sc], c->tp->name, c->size, p50, p99, p999,
-	       max, mps, gbs, lo, hi, load, cpu,
-	       c->sc == SC_LOAD ? "consumer" : "both", res->reps,
+	       max, mps, gbs, lo, hi, load, c->fan, cpu,
+	       c->sc == SC_LOAD ? "consumer" : "all", res->reps,
 	       res->samples, cfg.cpus.pin ? "true" : "false");
 	fflush(stdout);
 }
@@ -1162,9 +1539,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: zbus-bench [--json] [--quick] "
-		"[--scenario latency|throughput|load|all]\n"
+		"[--scenario latency|throughput|load|fanout|fanin|all]\n"
 		"                  [--transport NAME[,NAME...]] "
-		"[--sizes 64,4096,1048576] [--reps R]\n"
+		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
 		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe (or all); "
 		"sizes take k/M suffixes, 1..16M\n");
 }
@@ -1172,6 +1549,31 @@ static void usage(FILE *f)
 static const char *transport_name(size_t i)
 {
 	return transports[i]->name;
+}
+
+/* --fan N[,N...]: children of the fan-out and fan-in scenarios. */
+static int parse_fans(const char *arg)
+{
+	char *copy = strdup(arg), *tok, *save = NULL;
+	int ret = 0;
+
+	if (!copy)
+		return bench_usage_error("out of memory");
+	cfg.nfans = 0;
+	for (tok = strtok_r(copy, ",", &save); !ret && tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (cfg.nfans == sizeof(cfg.fans) / sizeof(cfg.fans[0]))
+			ret = bench_usage_error("--fan: at most %zu values",
+						sizeof(cfg.fans) /
+							sizeof(cfg.fans[0]));
+		else
+			ret = bench_parse_uint(tok, "--fan", 1, MAX_FAN,
+					       &cfg.fans[cfg.nfans++]);
+	}
+	free(copy);
+	if (!ret && !cfg.nfans)
+		ret = bench_usage_error("--fan needs a number");
+	return ret;
 }
 
 static int parse_args(int argc, char **argv)
@@ -1183,10 +1585,11 @@ static int parse_args(int argc, char **argv)
 		{ "transport", required_argument, NULL, 't' },
 		{ "sizes", required_argument, NULL, 'S' },
 		{ "reps", required_argument, NULL, 'r' },
+		{ "fan", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool reps_set = false;
+	bool reps_set = false, fans_set = false;
 	int c, ret = 0;
 
 	cfg.scenarios = (1u << SC_COUNT) - 1;
@@ -1196,9 +1599,12 @@ static int parse_args(int argc, char **argv)
 	cfg.sizes[2] = MiB;
 	cfg.nsizes = 3;
 	cfg.reps = 5;
+	cfg.fans[0] = 2;
+	cfg.fans[1] = 4;
+	cfg.nfans = 2;
 
 	opterr = 0;
-	while (!ret && (c = getopt_long(argc, argv, "jqs:t:S:r:h", opts,
+	while (!ret && (c = getopt_long(argc, argv, "jqs:t:S:r:F:h", opts,
 					NULL)) != -1) {
 		switch (c) {
 		case 'j':
@@ -1214,6 +1620,10 @@ static int parse_args(int argc, char **argv)
 				cfg.scenarios = 1u << SC_THROUGHPUT;
 			else if (!strcmp(optarg, "load"))
 				cfg.scenarios = 1u << SC_LOAD;
+			else if (!strcmp(optarg, "fanout"))
+				cfg.scenarios = 1u << SC_FANOUT;
+			else if (!strcmp(optarg, "fanin"))
+				cfg.scenarios = 1u << SC_FANIN;
 			else if (!strcmp(optarg, "all"))
 				cfg.scenarios = (1u << SC_COUNT) - 1;
 			else
@@ -1234,6 +1644,10 @@ static int parse_args(int argc, char **argv)
 					       &cfg.reps);
 			reps_set = true;
 			break;
+		case 'F':
+			ret = parse_fans(optarg);
+			fans_set = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1249,6 +1663,9 @@ static int parse_args(int argc, char **argv)
 	/* Three keeps a real median while staying a smoke test. */
 	if (cfg.quick && !reps_set)
 		cfg.reps = 3;
+	/* One fan is enough to see fan-out and fan-in work. */
+	if (cfg.quick && !fans_set)
+		cfg.nfans = 1;
 	return ret;
 }
 
@@ -1259,7 +1676,8 @@ static int setup(void)
 	if (ret < 0)
 		return ret;
 	g_shared = bench_map_shared(sizeof(*g_shared));
-	return g_shared ? 0 : -ENOMEM;
+	g_fan = bench_map_shared(sizeof(*g_fan));
+	return g_shared && g_fan ? 0 : -ENOMEM;
 }
 
 static int run_cell(const struct cell *c, struct result *res)
@@ -1269,7 +1687,43 @@ static int run_cell(const struct cell *c, struct result *res)
 		return run_latency(c, res);
 	if (c->sc == SC_LOAD)
 		return run_load(c, res);
+	if (c->sc == SC_FANOUT)
+		return run_fanout(c, c->fan, res);
+	if (c->sc == SC_FANIN)
+		return run_fanin(c, c->fan, res);
 	return run_throughput(c, res);
+}
+
+/* Why (@sc, @tp, @size) cannot run, or NULL. */
+static const char *fan_skip(enum scenario sc, const struct transport *tp,
+			    size_t size)
+{
+	if (sc == SC_FANIN && fan_shares_link(tp) && size < 16)
+		return "fan-in over one channel stamps each producer's "
+		       "messages: 16 bytes or more";
+	return NULL;
+}
+
+/* The fan rows of (@sc, @tp, @size): one per number of children. */
+static int run_fans(enum scenario sc, const struct transport *tp,
+		    size_t size,
+		    void (*print)(const struct cell *, const struct result *))
+{
+	struct result res;
+	struct cell c;
+	int ret;
+
+	for (unsigned int k = 0; k < cfg.nfans; k++) {
+		cell_init(&c, SC_THROUGHPUT, tp, size);
+		c.sc = sc;
+		c.fan = cfg.fans[k];
+		c.timeout_s *= c.fan;
+		ret = run_cell(&c, &res);
+		if (ret < 0)
+			return ret;
+		print(&c, &res);
+	}
+	return 0;
 }
 
 /* The offered loads, as fractions of the saturation rate. */
@@ -1351,11 +1805,23 @@ int main(int argc, char **argv)
 				}
 				cell_init(&c, sc, transports[ti],
 					  cfg.sizes[si]);
+				if ((sc == SC_FANOUT || sc == SC_FANIN) &&
+				    (why = fan_skip(sc, transports[ti],
+						    cfg.sizes[si]))) {
+					print_skip(sc, transports[ti],
+						   cfg.sizes[si], why);
+					continue;
+				}
 				if (sc == SC_LOAD)
 					ret = run_loads(transports[ti],
 							cfg.sizes[si],
 							cfg.json ? print_json :
 								   print_row);
+				else if (sc == SC_FANOUT || sc == SC_FANIN)
+					ret = run_fans(sc, transports[ti],
+						       cfg.sizes[si],
+						       cfg.json ? print_json :
+								  print_row);
 				else
 					ret = run_cell(&c, &res);
 				if (ret < 0) {
@@ -1366,7 +1832,8 @@ int main(int argc, char **argv)
 						c.tp->name, size, bench_err);
 					return 1;
 				}
-				if (sc == SC_LOAD)
+				if (sc == SC_LOAD || sc == SC_FANOUT ||
+				    sc == SC_FANIN)
 					continue;
 				if (cfg.json)
 					print_json(&c, &res);

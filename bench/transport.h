@@ -77,6 +77,7 @@ struct link {
 	size_t size;
 	struct geom geom;
 	unsigned char *buf;		/* copying transports: own buffer */
+	bool shared_tx;			/* several senders share this link */
 	union {
 		struct zlink z;
 		struct rlink r;
@@ -108,6 +109,10 @@ struct transport {
 	int (*recv)(struct link *l, uint64_t seq);
 	void (*close)(struct link *l);
 	const char *(*available)(size_t size, char *why, size_t len);
+	/* If set, one link serves several processes (fan-out, fan-in): it
+	 * receives the next message of any sender and returns its stamp
+	 * (what the sender gave @send as seq), its payload checked. */
+	int (*recv_any)(struct link *l, uint64_t *stamp);
 };
 
 /* Transports in files of their own (bench_ipc.c lists them). */
