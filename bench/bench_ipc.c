@@ -588,6 +588,7 @@ static const char *const scenario_names[SC_COUNT] = {
 
 struct config {
 	bool json;
+	bool csv;
 	bool quick;
 	unsigned int scenarios;		/* bit per enum scenario */
 	unsigned int transports;	/* bit per transports[] entry */
@@ -1438,13 +1439,63 @@ static void fmt_num(char *buf, size_t len, bool has, double v, int prec,
 		snprintf(buf, len, "-");
 }
 
+/* CSV: the JSON fields as columns, empty where JSON says null. */
+static const char csv_header[] =
+	"scenario,transport,size,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,"
+	"gbytes_per_s,msgs_per_s_min,msgs_per_s_max,load,fan,cpu_ns_per_msg,"
+	"cpu_of,reps,samples,skipped";
+
+static void print_csv_header(void)
+{
+	printf("%s\n", csv_header);
+}
+
+static void csv_num(char *buf, size_t len, bool has, double v, int prec)
+{
+	if (has)
+		snprintf(buf, len, "%.*f", prec, v);
+	else
+		buf[0] = 0;
+}
+
+static void print_csv(const struct cell *c, const struct result *res)
+{
+	char p50[32], p99[32], p999[32], max[32], mps[32], gbs[32];
+	char lo[32], hi[32], load[32], cpu[32];
+
+	csv_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
+	csv_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
+	csv_num(p999, sizeof(p999), res->has_latency, res->p999_ns, 1);
+	csv_num(max, sizeof(max), res->has_max, res->max_ns, 1);
+	csv_num(mps, sizeof(mps), res->has_rate, res->mps, 0);
+	csv_num(gbs, sizeof(gbs), res->has_rate,
+		res->mps * (double)c->size / 1e9, 4);
+	csv_num(lo, sizeof(lo), res->has_rate, res->mps_min, 0);
+	csv_num(hi, sizeof(hi), res->has_rate, res->mps_max, 0);
+	csv_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
+	csv_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
+	printf("%s,%s,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%u,%s,%s,%u,%" PRIu64
+	       ",\n", scenario_names[c->sc], c->tp->name, c->size, p50, p99,
+	       p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
+	       c->sc == SC_LOAD ? "consumer" : "all", res->reps,
+	       res->samples);
+	fflush(stdout);
+}
+
 /* A transport that cannot run here: said in the output, never silent. */
 static void print_skip(enum scenario sc, const struct transport *tp,
 		       size_t size, const char *why)
 {
 	char label[32];
 
-	if (cfg.json) {
+	if (cfg.csv) {
+		/* Commas would split the reason: semicolons instead. */
+		printf("%s,%s,%zu,,,,,,,,,,0,,,0,0,", scenario_names[sc],
+		       tp->name, size);
+		for (const char *p = why; *p; p++)
+			putchar(*p == ',' ? ';' : *p);
+		putchar('\n');
+	} else if (cfg.json) {
 		printf("{\"scenario\":\"%s\",\"transport\":\"%s\","
 		       "\"size\":%zu,\"skipped\":\"%s\"}\n",
 		       scenario_names[sc], tp->name, size, why);
@@ -1538,7 +1589,7 @@ static void print_json(const struct cell *c, const struct result *res)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: zbus-bench [--json] [--quick] "
+		"usage: zbus-bench [--json|--csv] [--quick] "
 		"[--scenario latency|throughput|load|fanout|fanin|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
@@ -1580,6 +1631,7 @@ static int parse_args(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "csv", no_argument, NULL, 'c' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "scenario", required_argument, NULL, 's' },
 		{ "transport", required_argument, NULL, 't' },
@@ -1604,11 +1656,14 @@ static int parse_args(int argc, char **argv)
 	cfg.nfans = 2;
 
 	opterr = 0;
-	while (!ret && (c = getopt_long(argc, argv, "jqs:t:S:r:F:h", opts,
+	while (!ret && (c = getopt_long(argc, argv, "jcqs:t:S:r:F:h", opts,
 					NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			cfg.json = true;
+			break;
+		case 'c':
+			cfg.csv = true;
 			break;
 		case 'q':
 			cfg.quick = true;
@@ -1768,15 +1823,57 @@ static int run_loads(const struct transport *tp, size_t size,
 	return 0;
 }
 
+/* The output a row goes to: a table, JSON lines or CSV. */
+static void print_result(const struct cell *c, const struct result *res)
+{
+	if (cfg.json)
+		print_json(c, res);
+	else if (cfg.csv)
+		print_csv(c, res);
+	else
+		print_row(c, res);
+}
+
+/* The rows of (@sc, @tp, @size), or a line saying why it cannot run. */
+static int run_one(enum scenario sc, const struct transport *tp,
+		   size_t size)
+{
+	char whybuf[160], label[32];
+	struct result res;
+	const char *why = NULL;
+	struct cell c;
+	int ret;
+
+	if (tp->available)
+		why = tp->available(size, whybuf, sizeof(whybuf));
+	if (!why && (sc == SC_FANOUT || sc == SC_FANIN))
+		why = fan_skip(sc, tp, size);
+	if (why) {
+		print_skip(sc, tp, size, why);
+		return 0;
+	}
+	if (sc == SC_LOAD) {
+		ret = run_loads(tp, size, print_result);
+	} else if (sc == SC_FANOUT || sc == SC_FANIN) {
+		ret = run_fans(sc, tp, size, print_result);
+	} else {
+		cell_init(&c, sc, tp, size);
+		ret = run_cell(&c, &res);
+		if (!ret)
+			print_result(&c, &res);
+	}
+	if (ret < 0) {
+		bench_size_label(label, sizeof(label), size);
+		fprintf(stderr, "zbus-bench: %s %s %s: %s\n",
+			scenario_names[sc], tp->name, label, bench_err);
+	}
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
-	struct result res;
-	struct cell c;
-	char size[32], whybuf[160];
-	const char *why;
 	unsigned int sc, si;
 	size_t ti;
-	int ret;
 
 	bench_prog = "zbus-bench";
 	if (parse_args(argc, argv) < 0)
@@ -1785,62 +1882,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "zbus-bench: %s\n", bench_err);
 		return 1;
 	}
-	if (!cfg.json)
+	if (cfg.csv)
+		print_csv_header();
+	else if (!cfg.json)
 		print_machine();
 
 	for (sc = 0; sc < SC_COUNT; sc++) {
 		if (!(cfg.scenarios & (1u << sc)))
 			continue;
-		for (si = 0; si < cfg.nsizes; si++) {
-			for (ti = 0; ti < N_TRANSPORTS; ti++) {
-				if (!(cfg.transports & (1u << ti)))
-					continue;
-				if (transports[ti]->available &&
-				    (why = transports[ti]->available(
-					     cfg.sizes[si], whybuf,
-					     sizeof(whybuf)))) {
-					print_skip(sc, transports[ti],
-						   cfg.sizes[si], why);
-					continue;
-				}
-				cell_init(&c, sc, transports[ti],
-					  cfg.sizes[si]);
-				if ((sc == SC_FANOUT || sc == SC_FANIN) &&
-				    (why = fan_skip(sc, transports[ti],
-						    cfg.sizes[si]))) {
-					print_skip(sc, transports[ti],
-						   cfg.sizes[si], why);
-					continue;
-				}
-				if (sc == SC_LOAD)
-					ret = run_loads(transports[ti],
-							cfg.sizes[si],
-							cfg.json ? print_json :
-								   print_row);
-				else if (sc == SC_FANOUT || sc == SC_FANIN)
-					ret = run_fans(sc, transports[ti],
-						       cfg.sizes[si],
-						       cfg.json ? print_json :
-								  print_row);
-				else
-					ret = run_cell(&c, &res);
-				if (ret < 0) {
-					bench_size_label(size, sizeof(size),
-							 c.size);
-					fprintf(stderr, "zbus-bench: %s %s %s: "
-						"%s\n", scenario_names[sc],
-						c.tp->name, size, bench_err);
+		for (si = 0; si < cfg.nsizes; si++)
+			for (ti = 0; ti < N_TRANSPORTS; ti++)
+				if ((cfg.transports & (1u << ti)) &&
+				    run_one(sc, transports[ti],
+					    cfg.sizes[si]) < 0)
 					return 1;
-				}
-				if (sc == SC_LOAD || sc == SC_FANOUT ||
-				    sc == SC_FANIN)
-					continue;
-				if (cfg.json)
-					print_json(&c, &res);
-				else
-					print_row(&c, &res);
-			}
-		}
 	}
 	return 0;
 }
