@@ -11,6 +11,9 @@
  *              mapping, busy-polled: the floor the hardware allows
  *   unix       AF_UNIX stream socketpair
  *   pipe       pipe2()
+ *   tcp        TCP over loopback (127.0.0.1), TCP_NODELAY (tp_tcp.c)
+ *   mq         POSIX message queue, one message per mq_send() (tp_mq.c);
+ *              sizes over the kernel's limits are skipped, with the reason
  *
  * Scenarios:
  *   latency     ping-pong over two links (one per direction); one-way latency
@@ -436,7 +439,7 @@ static int ring_recv(struct link *l, uint64_t seq)
 	return 0;
 }
 
-/* unix, pipe ------------------------------------------------------------- */
+/* unix, pipe (and tcp, in tp_tcp.c) -------------------------------------- */
 
 static int unix_create(struct link *l)
 {
@@ -454,7 +457,7 @@ static int pipe_create(struct link *l)
 	return 0;
 }
 
-static int fd_open(struct link *l, enum role role)
+int fd_open(struct link *l, enum role role)
 {
 	int unused = role == ROLE_TX ? 0 : 1;
 
@@ -464,7 +467,7 @@ static int fd_open(struct link *l, enum role role)
 	return 0;
 }
 
-static void fd_close(struct link *l)
+void fd_close(struct link *l)
 {
 	int i;
 
@@ -475,13 +478,13 @@ static void fd_close(struct link *l)
 	}
 }
 
-static int fd_send(struct link *l, uint64_t seq)
+int fd_send(struct link *l, uint64_t seq)
 {
 	bench_payload_fill(l->buf, l->size, seq);
 	return bench_write_full(l->f.fd[1], l->buf, l->size, l->tp->name);
 }
 
-static int fd_recv(struct link *l, uint64_t seq)
+int fd_recv(struct link *l, uint64_t seq)
 {
 	int ret;
 
@@ -544,7 +547,7 @@ static const struct transport core[] = {
 /* Every transport, in the order of the output. */
 static const struct transport *const transports[] = {
 	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
-	&core[6],
+	&core[6], &tp_tcp, &tp_mq,
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -1593,8 +1596,12 @@ static void usage(FILE *f)
 		"[--scenario latency|throughput|load|fanout|fanin|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
-		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe (or all); "
-		"sizes take k/M suffixes, 1..16M\n");
+		"transports: zbus, zbus-mp, zbus-copy, zbus-block, shm-ring, unix, "
+		"pipe, tcp, mq\n"
+		"            (or all); sizes take k/M suffixes, 1..16M; mq skips "
+		"the sizes the\n"
+		"            kernel's limits refuse (fs.mqueue.msgsize_max, "
+		"ulimit -q) and says so\n");
 }
 
 static const char *transport_name(size_t i)

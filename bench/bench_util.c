@@ -206,7 +206,8 @@ int bench_write_full(int fd, const void *buf, size_t len, const char *where)
 			if (errno == EINTR)
 				return bench_fail(-ETIMEDOUT, "%s: write",
 						  where);
-			if (errno == EPIPE)
+			/* TCP resets a connection closed with data unread. */
+			if (errno == EPIPE || errno == ECONNRESET)
 				return bench_fail(-EPIPE, "%s: peer exited",
 						  where);
 			return bench_fail(-errno, "%s: write", where);
@@ -229,6 +230,9 @@ int bench_read_full(int fd, void *buf, size_t len, const char *where)
 				continue;
 			if (errno == EINTR)
 				return bench_fail(-ETIMEDOUT, "%s: read",
+						  where);
+			if (errno == ECONNRESET)
+				return bench_fail(-EPIPE, "%s: peer exited",
 						  where);
 			return bench_fail(-errno, "%s: read", where);
 		}

@@ -90,7 +90,10 @@ static inline void bench_cpu_relax(void)
 uint64_t bench_now_ns(void);
 uint64_t bench_round_up(uint64_t v, uint64_t align);
 
-/* Blocking I/O of exactly @len bytes; an alarm makes it -ETIMEDOUT. */
+/*
+ * Blocking I/O of exactly @len bytes; an alarm makes it -ETIMEDOUT, a peer
+ * that went away (EOF, EPIPE, a TCP reset) -EPIPE.
+ */
 int bench_write_full(int fd, const void *buf, size_t len, const char *where);
 int bench_read_full(int fd, void *buf, size_t len, const char *where);
 

@@ -6,7 +6,8 @@
  * A transport lives in a file of its own (tp_*.c) unless it is one of the
  * core ones in bench_ipc.c, and is listed in bench_ipc.c's table. State of
  * its own goes behind struct link.priv (allocated in @create or @open,
- * freed in @close).
+ * freed in @close); one that is a pair of descriptors uses struct flink
+ * and the fd_* ops below.
  */
 #ifndef ZBUS_BENCH_TRANSPORT_H
 #define ZBUS_BENCH_TRANSPORT_H
@@ -115,7 +116,20 @@ struct transport {
 	int (*recv_any)(struct link *l, uint64_t *stamp);
 };
 
+/*
+ * The ops of the transports that move bytes through a pair of descriptors
+ * (struct flink: unix, pipe, tcp): @open closes the end its role does not
+ * use, so that a dead peer reads as EOF or EPIPE instead of a hang; @send
+ * and @recv write and read the whole payload through struct link.buf.
+ */
+int fd_open(struct link *l, enum role role);
+int fd_send(struct link *l, uint64_t seq);
+int fd_recv(struct link *l, uint64_t seq);
+void fd_close(struct link *l);
+
 /* Transports in files of their own (bench_ipc.c lists them). */
+extern const struct transport tp_tcp;
+extern const struct transport tp_mq;
 
 /*
  * bench_payload_check() - read every byte of message @seq's payload (as a
