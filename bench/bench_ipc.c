@@ -11,6 +11,8 @@
  *              mapping, busy-polled: the floor the hardware allows
  *   unix       AF_UNIX stream socketpair
  *   pipe       pipe2()
+ *   zmq        ZeroMQ PAIR sockets over ipc://, blocking (tp_zmq.c; a
+ *              skipped row when built without libzmq)
  *
  * Scenarios:
  *   latency     ping-pong over two links (one per direction); one-way latency
@@ -464,6 +466,7 @@ static const struct transport core[] = {
 /* Every transport, in the order of the output. */
 static const struct transport *const transports[] = {
 	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
+	&tp_zmq,
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -983,7 +986,8 @@ static void usage(FILE *f)
 		"[--scenario latency|throughput|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R]\n"
-		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe (or all); "
+		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe, zmq "
+		"(or all); "
 		"sizes take k/M suffixes, 1..16M\n");
 }
 

@@ -110,6 +110,7 @@ struct transport {
 };
 
 /* Transports in files of their own (bench_ipc.c lists them). */
+extern const struct transport tp_zmq;
 
 /*
  * bench_payload_check() - read every byte of message @seq's payload (as a
