@@ -7,6 +7,8 @@
  *              release; the publisher is exclusive (ZBUS_PUB_EXCLUSIVE)
  *   zbus-mp    the same through the multi-producer claim (16-byte CAS)
  *   zbus-copy  zbus_pub_send() and zbus_sub_recv(): one copy on each side
+ *   zbus-block zbus with both sides waiting in the library (a short spin,
+ *              then a futex), as a program that must not burn a core would
  *   shm-ring   a bare single-producer single-consumer ring in a shared
  *              mapping, busy-polled: the floor the hardware allows
  *   unix       AF_UNIX stream socketpair
@@ -14,6 +16,8 @@
  *   tcp        TCP over loopback (127.0.0.1), TCP_NODELAY (tp_tcp.c)
  *   mq         POSIX message queue, one message per mq_send() (tp_mq.c);
  *              sizes over the kernel's limits are skipped, with the reason
+ *   zmq        ZeroMQ PAIR sockets over ipc://, blocking (tp_zmq.c; a
+ *              skipped row when built without libzmq)
  *
  * Scenarios:
  *   latency     ping-pong over two links (one per direction); one-way latency
@@ -548,6 +552,7 @@ static const struct transport core[] = {
 static const struct transport *const transports[] = {
 	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
 	&core[6], &tp_tcp, &tp_mq,
+	&tp_zmq,
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -1597,7 +1602,7 @@ static void usage(FILE *f)
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
 		"transports: zbus, zbus-mp, zbus-copy, zbus-block, shm-ring, unix, "
-		"pipe, tcp, mq\n"
+		"pipe, tcp, mq, zmq\n"
 		"            (or all); sizes take k/M suffixes, 1..16M; mq skips "
 		"the sizes the\n"
 		"            kernel's limits refuse (fs.mqueue.msgsize_max, "

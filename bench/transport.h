@@ -130,6 +130,7 @@ void fd_close(struct link *l);
 /* Transports in files of their own (bench_ipc.c lists them). */
 extern const struct transport tp_tcp;
 extern const struct transport tp_mq;
+extern const struct transport tp_zmq;
 
 /*
  * bench_payload_check() - read every byte of message @seq's payload (as a
