@@ -12,7 +12,10 @@
 #                                       and ThreadSanitizer for the lock-free
 #                                       code
 #
-# Both install the Debian packages they need when they are missing.
+#   ./dev.sh bench [--quick]            the standard benchmark run:
+#                                       bench/RESULTS.md and its plots
+#
+# Each installs the Debian packages it needs when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -130,8 +133,20 @@ test)
 	echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
 	exit $status
 	;;
+bench)
+	# The standard benchmark run, side by side with what users would pick
+	# instead: bench/RESULTS.md and its plots come from it. Alone on the
+	# machine, please: the numbers are ratios within this one run.
+	PKGS+=(gnuplot-nox libzmq3-dev iceoryx libiceoryx-binding-c-dev)
+	ensure_deps
+	build build-bench -DCMAKE_BUILD_TYPE=Release -DZBUS_BUILD_TESTS=OFF
+	out=bench
+	# A smoke run never replaces the committed results.
+	[[ ${1:-} == --quick ]] && out=build-bench/suite-quick
+	bench/suite.sh build-bench "$out" "$@"
+	;;
 *)
-	echo "usage: ./dev.sh demo [options] | ./dev.sh test" >&2
+	echo "usage: ./dev.sh demo [options] | ./dev.sh test | ./dev.sh bench [--quick]" >&2
 	exit 2
 	;;
 esac

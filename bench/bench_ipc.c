@@ -78,7 +78,7 @@
 #include "hist.h"
 #include "transport.h"
 #define MAX_SIZES 16
-#define MAX_SIZE (16 * MiB)	/* rings hold several: keep memory sane */
+#define MAX_SIZE (64 * MiB)	/* rings hold several: keep memory sane */
 #define MAX_REPS 1000
 
 /* ------------------------------------------------------------------------ */
@@ -690,14 +690,20 @@ static void cell_init(struct cell *c, enum scenario sc,
 	c->size = size;
 	c->geom = cell_geom(sc, size);
 	if (sc == SC_LATENCY) {
+		/* At least 1000 round trips, 50 from 1 MiB up: a pipe moves
+		 * 64 MiB messages at under 1 GB/s. */
 		c->count = cfg.quick ? clamp_u64(4 * MiB / size, 20, 200) :
-				       clamp_u64(GiB / size, 1000, 50000);
+				       clamp_u64(GiB / size,
+						 size >= MiB ? 50 : 1000,
+						 50000);
 		c->warmup = c->count / 10 > 10 ? c->count / 10 : 10;
 		c->reps = 1;
 		bytes = 2 * (c->count + c->warmup) * size;
 	} else {
 		c->count = cfg.quick ? clamp_u64(8 * MiB / size, 8, 2000) :
-				       clamp_u64(512 * MiB / size, 64, 1000000);
+				       clamp_u64(512 * MiB / size,
+						 size >= 8 * MiB ? 16 : 64,
+						 1000000);
 		/* Twice round the ring: every slot and arena page touched. */
 		c->warmup = 2ull * (c->geom.slots > c->geom.ring ?
 				    c->geom.slots : c->geom.ring);
@@ -1603,7 +1609,7 @@ static void usage(FILE *f)
 		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
 		"transports: zbus, zbus-mp, zbus-copy, zbus-block, shm-ring, unix, "
 		"pipe, tcp, mq, zmq\n"
-		"            (or all); sizes take k/M suffixes, 1..16M; mq skips "
+		"            (or all); sizes take k/M suffixes, 1..64M; mq skips "
 		"the sizes the\n"
 		"            kernel's limits refuse (fs.mqueue.msgsize_max, "
 		"ulimit -q) and says so\n");
