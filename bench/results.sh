@@ -80,6 +80,32 @@ function target(name, a, b, op, limit, what,   r, ok) {
 	printf "| %s | **%.2f×** | %s |\n", name, r, ok ? "met" : "MISSED"
 }
 function why(k) { return (k in skipped) ? skipped[k] : "no such row" }
+function cell(sc, k) {
+	if (sc == "latency")
+		return (k in p50) ? sprintf("%s / %s / %s", us(p50[k]),
+					    us(p99[k]), us(p999[k])) : "skipped"
+	return (k in mps) ? sprintf("%.3g (%.3g), %s", gbs[k], mps[k] / 1e6,
+				    us(cpu[k])) : "skipped"
+}
+# A table of scenario @sc: a row per transport, a column per size.
+function size_table(sc, title,   i, t, name) {
+	print "## " title "\n"
+	printf "| transport |"
+	for (i = 1; i <= nsz[sc]; i++)
+		printf " %s |", label(sz[sc, i])
+	printf "\n|---|"
+	for (i = 1; i <= nsz[sc]; i++)
+		printf "---|"
+	print ""
+	for (t = 1; t <= ntp[sc]; t++) {
+		name = tp[sc, t]
+		printf "| %s |", name
+		for (i = 1; i <= nsz[sc]; i++)
+			printf " %s |", cell(sc, sc "|" name "|" sz[sc, i])
+		print ""
+	}
+	print ""
+}
 END {
 	print "## Targets (issue 5), as ratios within this run\n"
 	print "| target | ratio | |"
@@ -115,49 +141,9 @@ END {
 		       worst, label(wsz), (worst >= 1 ? "met" : "MISSED")
 	print ""
 
-	print "## One-way latency (µs): p50 / p99 / p99.9\n"
-	printf "| transport |"
-	for (i = 1; i <= nsz["latency"]; i++)
-		printf " %s |", label(sz["latency", i])
-	printf "\n|---|"
-	for (i = 1; i <= nsz["latency"]; i++) printf "---|"
-	print ""
-	for (t = 1; t <= ntp["latency"]; t++) {
-		name = tp["latency", t]
-		printf "| %s |", name
-		for (i = 1; i <= nsz["latency"]; i++) {
-			k = "latency|" name "|" sz["latency", i]
-			if (k in p50)
-				printf " %s / %s / %s |", us(p50[k]), us(p99[k]),
-				       us(p999[k])
-			else
-				printf " skipped |"
-		}
-		print ""
-	}
-	print ""
-
-	print "## Throughput: GB/s (Mmsg/s), CPU µs per message\n"
-	printf "| transport |"
-	for (i = 1; i <= nsz["throughput"]; i++)
-		printf " %s |", label(sz["throughput", i])
-	printf "\n|---|"
-	for (i = 1; i <= nsz["throughput"]; i++) printf "---|"
-	print ""
-	for (t = 1; t <= ntp["throughput"]; t++) {
-		name = tp["throughput", t]
-		printf "| %s |", name
-		for (i = 1; i <= nsz["throughput"]; i++) {
-			k = "throughput|" name "|" sz["throughput", i]
-			if (k in mps)
-				printf " %.3g (%.3g), %s |", gbs[k],
-				       mps[k] / 1e6, us(cpu[k])
-			else
-				printf " skipped |"
-		}
-		print ""
-	}
-	print ""
+	size_table("latency", "One-way latency (µs): p50 / p99 / p99.9")
+	size_table("throughput",
+		   "Throughput: GB/s (Mmsg/s), CPU µs per message")
 
 	for (sc = 1; sc <= 3; sc++) {
 		scen = sc == 1 ? "load" : sc == 2 ? "fanout" : "fanin"
