@@ -29,6 +29,8 @@
  *               receiving every message: messages published per second
  *               and the CPU time of all processes per message
  *   fanin       N producers, one consumer: messages received per second
+ *   idle        a consumer waiting a second for a message: the CPU it
+ *               burns meanwhile (cpu/msg: ns per second waited)
  *   load        open-loop latency: messages due on a fixed schedule at 10%,
  *               50%, 80%, 95% and 100% of the throughput just measured, each
  *               latency taken from its due time (no coordinated omission),
@@ -583,7 +585,8 @@ static void link_close(struct link *l)
 /* ------------------------------------------------------------------------ */
 
 enum scenario {
-	SC_LATENCY, SC_THROUGHPUT, SC_LOAD, SC_FANOUT, SC_FANIN, SC_COUNT
+	SC_LATENCY, SC_THROUGHPUT, SC_LOAD, SC_FANOUT, SC_FANIN, SC_IDLE,
+	SC_COUNT
 };
 
 static const char *const scenario_names[SC_COUNT] = {
@@ -592,6 +595,7 @@ static const char *const scenario_names[SC_COUNT] = {
 	[SC_LOAD] = "load",
 	[SC_FANOUT] = "fanout",
 	[SC_FANIN] = "fanin",
+	[SC_IDLE] = "idle",
 };
 
 struct config {
@@ -1115,6 +1119,60 @@ static int run_load(const struct cell *c, struct result *res)
 	return ret;
 }
 
+/*
+ * Idle: what a consumer burns while nothing comes. It waits for a message
+ * the producer sends only after IDLE_MS; the CPU time it took meanwhile,
+ * per second, is the cost of waiting (a busy-polling consumer burns a
+ * whole core, a blocking one next to nothing).
+ */
+#define IDLE_MS 1000
+
+static int idle_child(struct session *s)
+{
+	struct link *in = &s->link[0];
+	uint64_t cpu0;
+	int ret;
+
+	ret = link_open(in, ROLE_RX);
+	if (!ret)
+		ret = notify_parent(s);
+	cpu0 = cpu_now_ns();
+	if (!ret)
+		ret = in->tp->recv(in, 0);
+	if (!ret)
+		g_shared->child_cpu_ns = cpu_now_ns() - cpu0;
+	return ret;
+}
+
+static int run_idle(const struct cell *c, struct result *res)
+{
+	unsigned int ms = cfg.quick ? IDLE_MS / 10 : IDLE_MS;
+	struct session s;
+	uint64_t t0 = 0;
+	int ret;
+
+	ret = session_start(&s, c, 1, idle_child);
+	if (!ret)
+		ret = link_open(&s.link[0], ROLE_TX);
+	if (!ret)
+		ret = wait_child(&s, "waiting for the consumer");
+	if (!ret) {
+		t0 = bench_now_ns();
+		usleep(ms * 1000u);
+		ret = s.link[0].tp->send(&s.link[0], 0);
+	}
+	ret = session_end(&s, ret);
+	if (!ret) {
+		/* CPU nanoseconds per second waited: a fraction of a core. */
+		res->has_cpu = true;
+		res->cpu_ns = (double)g_shared->child_cpu_ns * 1e9 /
+			      (double)(bench_now_ns() - t0);
+		res->samples = 1;
+		res->reps = 1;
+	}
+	return ret;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Fan-out and fan-in: one parent, FAN children                             */
 /* ------------------------------------------------------------------------ */
@@ -1491,7 +1549,8 @@ static void print_csv(const struct cell *c, const struct result *res)
 	printf("%s,%s,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%u,%s,%s,%u,%" PRIu64
 	       ",\n", scenario_names[c->sc], c->tp->name, c->size, p50, p99,
 	       p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
-	       c->sc == SC_LOAD ? "consumer" : "all", res->reps,
+	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
+	       res->reps,
 	       res->samples);
 	fflush(stdout);
 }
@@ -1548,6 +1607,9 @@ static void print_row(const struct cell *c, const struct result *res)
 		snprintf(spread, sizeof(spread), "%u consumers", c->fan);
 	else if (c->sc == SC_FANIN)
 		snprintf(spread, sizeof(spread), "%u producers", c->fan);
+	else if (c->sc == SC_IDLE)
+		snprintf(spread, sizeof(spread), "idle: %.1f%% CPU",
+			 res->cpu_ns / 1e7);
 	else if (res->has_rate)
 		snprintf(spread, sizeof(spread), "%s..%s", lo, hi);
 	else
@@ -1591,7 +1653,8 @@ static void print_json(const struct cell *c, const struct result *res)
 	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
 	       scenario_names[c->sc], c->tp->name, c->size, p50, p99, p999,
 	       max, mps, gbs, lo, hi, load, c->fan, cpu,
-	       c->sc == SC_LOAD ? "consumer" : "all", res->reps,
+	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
+	       res->reps,
 	       res->samples, cfg.cpus.pin ? "true" : "false");
 	fflush(stdout);
 }
@@ -1604,7 +1667,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: zbus-bench [--json|--csv] [--quick] "
-		"[--scenario latency|throughput|load|fanout|fanin|all]\n"
+		"[--scenario latency|throughput|load|fanout|fanin|idle|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
 		"transports: zbus, zbus-mp, zbus-copy, zbus-block, shm-ring, unix, "
@@ -1697,6 +1760,8 @@ static int parse_args(int argc, char **argv)
 				cfg.scenarios = 1u << SC_FANOUT;
 			else if (!strcmp(optarg, "fanin"))
 				cfg.scenarios = 1u << SC_FANIN;
+			else if (!strcmp(optarg, "idle"))
+				cfg.scenarios = 1u << SC_IDLE;
 			else if (!strcmp(optarg, "all"))
 				cfg.scenarios = (1u << SC_COUNT) - 1;
 			else
@@ -1764,6 +1829,8 @@ static int run_cell(const struct cell *c, struct result *res)
 		return run_fanout(c, c->fan, res);
 	if (c->sc == SC_FANIN)
 		return run_fanin(c, c->fan, res);
+	if (c->sc == SC_IDLE)
+		return run_idle(c, res);
 	return run_throughput(c, res);
 }
 

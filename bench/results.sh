@@ -139,6 +139,22 @@ END {
 	else
 		printf "| blocking mode (zbus-block) ≥ a Unix socket at every size | **%.2f×** at its worst (%s) | %s |\n",
 		       worst, label(wsz), (worst >= 1 ? "met" : "MISSED")
+	k = "idle|zbus-block|64"
+	if (k in cpu)
+		printf "| blocking mode burns no CPU when idle (under 1%% of a core) | **%.2f%%** of a core | %s |\n",
+		       cpu[k] / 1e7, (cpu[k] / 1e7 < 1 ? "met" : "MISSED")
+	else
+		print "| blocking mode burns no CPU when idle | - | no idle row |"
+	print ""
+
+	print "## Idle: CPU a waiting consumer burns (share of one core)\n"
+	print "| transport | CPU |"
+	print "|---|---|"
+	for (t = 1; t <= ntp["idle"]; t++) {
+		k = "idle|" tp["idle", t] "|64"
+		printf "| %s | %s |\n", tp["idle", t],
+		       (k in cpu) ? sprintf("%.2f%%", cpu[k] / 1e7) : "skipped"
+	}
 	print ""
 
 	size_table("latency", "One-way latency (µs): p50 / p99 / p99.9")
@@ -209,4 +225,4 @@ END {
 		print "Plots: " plots "."
 	}
 }' "$res"/latency.csv "$res"/throughput.csv "$res"/load.csv \
-	"$res"/fanout.csv "$res"/fanin.csv
+	"$res"/fanout.csv "$res"/fanin.csv "$res"/idle.csv

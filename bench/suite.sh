@@ -49,6 +49,7 @@ run throughput --scenario throughput --sizes "$sweep"
 run load --scenario load --sizes "$small"
 run fanout --scenario fanout --sizes "$small" --fan "$fans"
 run fanin --scenario fanin --sizes "$small" --fan "$fans"
+run idle --scenario idle --sizes 64
 elapsed=$(($(date +%s) - started))
 
 if command -v gnuplot >/dev/null; then
