@@ -11,6 +11,10 @@
  *              mapping, busy-polled: the floor the hardware allows
  *   unix       AF_UNIX stream socketpair
  *   pipe       pipe2()
+ *   iceoryx    Eclipse iceoryx 2.0 through its C binding, zero-copy as zbus:
+ *              loan, write in place, publish; take in place, release; its
+ *              RouDi daemon is started on a private configuration at first
+ *              use and stopped at exit (tp_iceoryx.c; optional at build)
  *
  * Scenarios:
  *   latency     ping-pong over two links (one per direction); one-way latency
@@ -464,6 +468,7 @@ static const struct transport core[] = {
 /* Every transport, in the order of the output. */
 static const struct transport *const transports[] = {
 	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
+	&tp_iceoryx,
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -983,7 +988,8 @@ static void usage(FILE *f)
 		"[--scenario latency|throughput|all]\n"
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R]\n"
-		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe (or all); "
+		"transports: zbus, zbus-mp, zbus-copy, shm-ring, unix, pipe, "
+		"iceoryx (or all);\n"
 		"sizes take k/M suffixes, 1..16M\n");
 }
 

@@ -111,6 +111,9 @@ struct transport {
 
 /* Transports in files of their own (bench_ipc.c lists them). */
 
+/* tp_iceoryx.c: Eclipse iceoryx 2.0 (skipped, saying why, if not built in) */
+extern const struct transport tp_iceoryx;
+
 /*
  * bench_payload_check() - read every byte of message @seq's payload (as a
  * consumer would) and check its stamps. Return: 0; -EBADMSG (with
