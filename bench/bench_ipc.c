@@ -18,6 +18,10 @@
  *              sizes over the kernel's limits are skipped, with the reason
  *   zmq        ZeroMQ PAIR sockets over ipc://, blocking (tp_zmq.c; a
  *              skipped row when built without libzmq)
+ *   iceoryx    Eclipse iceoryx 2.0 through its C binding, zero-copy as zbus:
+ *              loan, write in place, publish; take in place, release; its
+ *              RouDi daemon is started on a private configuration at first
+ *              use and stopped at exit (tp_iceoryx.c; optional at build)
  *
  * Scenarios:
  *   latency     ping-pong over two links (one per direction); one-way latency
@@ -555,6 +559,7 @@ static const struct transport *const transports[] = {
 	&core[0], &core[1], &core[2], &core[3], &core[4], &core[5],
 	&core[6], &tp_tcp, &tp_mq,
 	&tp_zmq,
+	&tp_iceoryx,
 };
 
 #define N_TRANSPORTS (sizeof(transports) / sizeof(transports[0]))
@@ -1673,7 +1678,7 @@ static void usage(FILE *f)
 		"                  [--transport NAME[,NAME...]] "
 		"[--sizes 64,4096,1048576] [--reps R] [--fan 2,4]\n"
 		"transports: zbus, zbus-mp, zbus-copy, zbus-block, shm-ring, unix, "
-		"pipe, tcp, mq, zmq\n"
+		"pipe, tcp, mq, zmq, iceoryx\n"
 		"            (or all); sizes take k/M suffixes, 1..64M; mq skips "
 		"the sizes the\n"
 		"            kernel's limits refuse (fs.mqueue.msgsize_max, "

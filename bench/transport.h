@@ -132,6 +132,9 @@ extern const struct transport tp_tcp;
 extern const struct transport tp_mq;
 extern const struct transport tp_zmq;
 
+/* tp_iceoryx.c: Eclipse iceoryx 2.0 (skipped, saying why, if not built in) */
+extern const struct transport tp_iceoryx;
+
 /*
  * bench_payload_check() - read every byte of message @seq's payload (as a
  * consumer would) and check its stamps. Return: 0; -EBADMSG (with
