@@ -1867,8 +1867,8 @@ static int run_fans(enum scenario sc, const struct transport *tp,
 		c.timeout_s *= c.fan;
 		/* A socket moves each message once per child: keep the run
 		 * about as long as a throughput cell. */
-		if (c.count > 50000)
-			c.count = 50000;
+		if (c.count > 20000)
+			c.count = 20000;
 		ret = run_cell(&c, &res);
 		if (ret < 0)
 			return ret;
@@ -1888,7 +1888,7 @@ static const double load_fractions[] = { 0.1, 0.5, 0.8, 0.95, 1.0 };
 static int run_loads(const struct transport *tp, size_t size,
 		     void (*print)(const struct cell *, const struct result *))
 {
-	double secs = cfg.quick ? 0.02 : 0.5;
+	double secs = cfg.quick ? 0.02 : 0.3;
 	struct result res;
 	struct cell c;
 	double top;

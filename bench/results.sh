@@ -226,3 +226,9 @@ END {
 	}
 }' "$res"/latency.csv "$res"/throughput.csv "$res"/load.csv \
 	"$res"/fanout.csv "$res"/fanin.csv "$res"/idle.csv
+
+# What every run shows and a reader needs to read it right: written by
+# hand, once, about the method (no numbers: those are all above).
+notes=$(dirname "$0")/notes.md
+[[ -f $notes ]] && { echo; cat "$notes"; }
+exit 0
