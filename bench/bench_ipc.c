@@ -36,7 +36,8 @@
  *   idle        a consumer waiting a second for a message: the CPU it
  *               burns meanwhile (cpu/msg: ns per second waited)
  *   load        open-loop latency: messages due on a fixed schedule at 10%,
- *               50%, 80%, 95% and 100% of the throughput just measured, each
+ *               50%, 80%, 95% and 100% of the rate the same consumer
+ *               sustained flat out just before, each
  *               latency taken from its due time (no coordinated omission),
  *               in a histogram from ns to minutes (hist.h); p50, p99,
  *               p99.9, max and the consumer's CPU time per message
@@ -736,6 +737,7 @@ struct shared_block {
 	uint64_t t_end_ns;
 	uint64_t child_cpu_ns;		/* the child's CPU in the timed part */
 	uint64_t t0_ns;			/* load: message 0's intended send */
+	uint64_t t_warm_ns;		/* load: the consumer's timed start */
 	struct hist hist;		/* load: the consumer's latencies */
 };
 
@@ -1048,8 +1050,10 @@ static int load_child(struct session *s)
 	if (!ret)
 		ret = notify_parent(s);
 	for (i = 0; !ret && i < c->warmup + c->count; i++) {
-		if (i == c->warmup)
+		if (i == c->warmup) {
 			cpu0 = cpu_now_ns();
+			g_shared->t_warm_ns = bench_now_ns();
+		}
 		ret = in->tp->recv(in, i);
 		now = bench_now_ns();
 		/* Written before message 0 was sent. */
@@ -1062,8 +1066,10 @@ static int load_child(struct session *s)
 			hist_add(&g_shared->hist, now > due ? now - due : 0);
 		}
 	}
-	if (!ret)
+	if (!ret) {
 		g_shared->child_cpu_ns = cpu_now_ns() - cpu0;
+		g_shared->t_end_ns = bench_now_ns();
+	}
 	return ret;
 }
 
@@ -1498,8 +1504,8 @@ static void print_machine(void)
 	else
 		printf("pinning: off (only 1 CPU available)\n");
 	printf("latency: one way (half a round trip); load: open loop, from "
-	       "each message's due time,\n  at a fraction of the throughput "
-	       "measured just before (Mmsg/s is the rate offered)\n"
+	       "each message's due time,\n  at a fraction of the rate it "
+	       "sustained flat out just before (Mmsg/s is the rate offered)\n"
 	       "cpu/msg: CPU time per message, both processes (throughput) "
 	       "or the consumer's (load)\n");
 	printf("\n%-10s %-10s %7s %9s %9s %9s %9s %9s %8s %21s %8s %4s %8s\n",
@@ -1881,9 +1887,18 @@ static int run_fans(enum scenario sc, const struct transport *tp,
 static const double load_fractions[] = { 0.1, 0.5, 0.8, 0.95, 1.0 };
 #define N_LOADS (sizeof(load_fractions) / sizeof(load_fractions[0]))
 
+/* A load cell of about @count messages (a warm-up of a tenth first). */
+static void cell_init_count(struct cell *c, uint64_t count, double secs)
+{
+	c->count = clamp_u64(count, 200, 2000000);
+	c->warmup = c->count / 10 > 50 ? c->count / 10 : 50;
+	c->timeout_s = 30 + (unsigned int)(4 * secs);
+}
+
 /*
- * The load scenario of (@tp, @size): its saturation first (a throughput
- * run), then a row per offered load up to it, each for a fixed time.
+ * The load scenario of (@tp, @size): its saturation first (the same
+ * scenario, flat out), then a row per offered load up to it, each for a
+ * fixed time.
  */
 static int run_loads(const struct transport *tp, size_t size,
 		     void (*print)(const struct cell *, const struct result *))
@@ -1894,23 +1909,30 @@ static int run_loads(const struct transport *tp, size_t size,
 	double top;
 	int ret;
 
-	cell_init(&c, SC_THROUGHPUT, tp, size);
-	c.reps = 1;
-	ret = run_throughput(&c, &res);
+	/*
+	 * Saturation: the same load cell, everything due at once, so that
+	 * the producer sends flat out and the consumer, clock and histogram
+	 * included, takes what it can: the rate it sustained is the top.
+	 * An uninstrumented throughput run would overstate it, and the 80-
+	 * 100% rows would then measure a queue that only grows.
+	 */
+	cell_init(&c, SC_LOAD, tp, size);
+	c.rate = 1e18;
+	cell_init_count(&c, c.count, secs);
+	ret = run_cell(&c, &res);
 	if (ret < 0)
 		return ret;
-	top = res.mps;
+	if (g_shared->t_end_ns <= g_shared->t_warm_ns)
+		return bench_fail(-EPROTO, "load: no time went by");
+	top = (double)c.count * 1e9 /
+	      (double)(g_shared->t_end_ns - g_shared->t_warm_ns);
 	/* --quick: 80% and full load only, enough to see it work. */
 	for (size_t k = cfg.quick ? N_LOADS - 3 : 0; k < N_LOADS;
 	     k += cfg.quick ? 2 : 1) {
 		cell_init(&c, SC_LOAD, tp, size);
 		c.load = load_fractions[k];
 		c.rate = top * c.load;
-		c.count = (uint64_t)clamp_u64((uint64_t)(c.rate * secs), 200,
-					      2000000);
-		c.warmup = c.count / 10 > 50 ? c.count / 10 : 50;
-		c.timeout_s = 30 + (unsigned int)(4 * secs);
-		memset(&g_shared->hist, 0, sizeof(g_shared->hist));
+		cell_init_count(&c, (uint64_t)(c.rate * secs), secs);
 		ret = run_cell(&c, &res);
 		if (ret < 0)
 			return ret;

@@ -57,7 +57,7 @@ do for [fmt in "pngcairo svg"] {
 	set title "Open-loop latency under load, 64-byte messages: p99 (from each message's due time)"
 	unset logscale x
 	set xtics auto
-	set xlabel "offered load, fraction of the throughput measured just before"
+	set xlabel "offered load, fraction of the rate sustained flat out just before"
 	set ylabel "p99 latency, microseconds"
 	set logscale y 10
 	plot for [i=1:words(tl)] rows(f, word(tl, i)) using ($3 == 64 ? $12 : NaN):($5 / 1000) \

@@ -28,7 +28,8 @@ CPUs (fan-out/fan-in children are not pinned); every transport writes
 each payload in full and reads it in full (and checks it); rings are
 warmed first. Latency is half a ping-pong round trip; throughput the
 median of the repetitions (min..max beside it); load latencies are
-open-loop, each from its message's due time, so stalls are not hidden.
+open-loop, each from its message's due time, so stalls are not hidden,
+at fractions of the rate the same consumer sustained flat out.
 CPU is CPU time per message (all processes; for load rows the
 consumer's). The machine is shared: compare within this run only.
 
