@@ -649,6 +649,8 @@ struct result {
 	double mps, mps_min, mps_max;
 	bool has_max;
 	double max_ns;
+	bool has_p50_spread;		/* latency: medians of its sessions */
+	double p50_min_ns, p50_max_ns;
 	bool has_cpu;
 	double cpu_ns;			/* CPU time per message: both sides
 					 * (throughput), the consumer (load) */
@@ -709,7 +711,7 @@ static void cell_init(struct cell *c, enum scenario sc,
 						 size >= MiB ? 50 : 1000,
 						 20000);
 		c->warmup = c->count / 10 > 10 ? c->count / 10 : 10;
-		c->reps = 1;
+		c->reps = cfg.reps;
 		bytes = 2 * (c->count + c->warmup) * size;
 	} else {
 		c->count = cfg.quick ? clamp_u64(8 * MiB / size, 8, 2000) :
@@ -891,28 +893,53 @@ static uint64_t percentile(const uint64_t *sorted, uint64_t n, double p)
 	return sorted[clamp_u64(rank, 1, n) - 1];
 }
 
+/*
+ * Ping-pong in c->reps sessions of a share of the round trips each: the
+ * percentiles pool them all, the spread of the sessions' medians says how
+ * far one session is from the next (each starts processes anew, so it also
+ * catches where the hypervisor put them).
+ */
 static int run_latency(const struct cell *c, struct result *res)
 {
+	unsigned int r, n = c->reps ? c->reps : 1;
+	uint64_t done = 0, *rtt;
 	struct session s;
-	uint64_t *rtt;
-	int ret;
+	int ret = 0;
 
 	rtt = calloc(c->count, sizeof(*rtt));
 	if (!rtt)
 		return bench_fail(-ENOMEM, "calloc");
-	ret = session_start(&s, c, 2, latency_child);
-	if (!ret)
-		ret = latency_parent(&s, rtt);
-	ret = session_end(&s, ret);
-	if (!ret) {
+	for (r = 0; !ret && r < n; r++) {
+		struct cell part = *c;
+		double p50;
+
+		part.count = (c->count - done) / (n - r);
+		if (!part.count)
+			continue;
+		ret = session_start(&s, &part, 2, latency_child);
+		if (!ret)
+			ret = latency_parent(&s, rtt + done);
+		ret = session_end(&s, ret);
+		if (ret)
+			break;
+		qsort(rtt + done, part.count, sizeof(*rtt), cmp_u64);
 		/* One way is half a round trip. */
-		qsort(rtt, c->count, sizeof(*rtt), cmp_u64);
+		p50 = percentile(rtt + done, part.count, 0.50) / 2.0;
+		if (!res->has_p50_spread || p50 < res->p50_min_ns)
+			res->p50_min_ns = p50;
+		if (!res->has_p50_spread || p50 > res->p50_max_ns)
+			res->p50_max_ns = p50;
+		res->has_p50_spread = true;
+		done += part.count;
+	}
+	if (!ret) {
+		qsort(rtt, done, sizeof(*rtt), cmp_u64);
 		res->has_latency = true;
-		res->p50_ns = percentile(rtt, c->count, 0.50) / 2.0;
-		res->p99_ns = percentile(rtt, c->count, 0.99) / 2.0;
-		res->p999_ns = percentile(rtt, c->count, 0.999) / 2.0;
-		res->samples = c->count;
-		res->reps = 1;
+		res->p50_ns = percentile(rtt, done, 0.50) / 2.0;
+		res->p99_ns = percentile(rtt, done, 0.99) / 2.0;
+		res->p999_ns = percentile(rtt, done, 0.999) / 2.0;
+		res->samples = done;
+		res->reps = n;
 	}
 	free(rtt);
 	return ret;
@@ -1528,7 +1555,7 @@ static void fmt_num(char *buf, size_t len, bool has, double v, int prec,
 static const char csv_header[] =
 	"scenario,transport,size,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,"
 	"gbytes_per_s,msgs_per_s_min,msgs_per_s_max,load,fan,cpu_ns_per_msg,"
-	"cpu_of,reps,samples,skipped";
+	"cpu_of,reps,samples,skipped,p50_min_ns,p50_max_ns";
 
 static void print_csv_header(void)
 {
@@ -1546,8 +1573,10 @@ static void csv_num(char *buf, size_t len, bool has, double v, int prec)
 static void print_csv(const struct cell *c, const struct result *res)
 {
 	char p50[32], p99[32], p999[32], max[32], mps[32], gbs[32];
-	char lo[32], hi[32], load[32], cpu[32];
+	char lo[32], hi[32], load[32], cpu[32], p50lo[32], p50hi[32];
 
+	csv_num(p50lo, sizeof(p50lo), res->has_p50_spread, res->p50_min_ns, 1);
+	csv_num(p50hi, sizeof(p50hi), res->has_p50_spread, res->p50_max_ns, 1);
 	csv_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
 	csv_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
 	csv_num(p999, sizeof(p999), res->has_latency, res->p999_ns, 1);
@@ -1560,11 +1589,10 @@ static void print_csv(const struct cell *c, const struct result *res)
 	csv_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
 	csv_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
 	printf("%s,%s,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%u,%s,%s,%u,%" PRIu64
-	       ",\n", scenario_names[c->sc], c->tp->name, c->size, p50, p99,
-	       p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
+	       ",,%s,%s\n", scenario_names[c->sc], c->tp->name, c->size, p50,
+	       p99, p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
 	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
-	       res->reps,
-	       res->samples);
+	       res->reps, res->samples, p50lo, p50hi);
 	fflush(stdout);
 }
 
@@ -1580,7 +1608,7 @@ static void print_skip(enum scenario sc, const struct transport *tp,
 		       tp->name, size);
 		for (const char *p = why; *p; p++)
 			putchar(*p == ',' ? ';' : *p);
-		putchar('\n');
+		printf(",,\n");
 	} else if (cfg.json) {
 		printf("{\"scenario\":\"%s\",\"transport\":\"%s\","
 		       "\"size\":%zu,\"skipped\":\"%s\"}\n",
@@ -1623,6 +1651,9 @@ static void print_row(const struct cell *c, const struct result *res)
 	else if (c->sc == SC_IDLE)
 		snprintf(spread, sizeof(spread), "idle: %.1f%% CPU",
 			 res->cpu_ns / 1e7);
+	else if (res->has_p50_spread)
+		snprintf(spread, sizeof(spread), "p50 %.3f..%.3f",
+			 res->p50_min_ns / 1e3, res->p50_max_ns / 1e3);
 	else if (res->has_rate)
 		snprintf(spread, sizeof(spread), "%s..%s", lo, hi);
 	else
@@ -1644,7 +1675,7 @@ static void json_num(char *buf, size_t len, bool has, double v, int prec)
 static void print_json(const struct cell *c, const struct result *res)
 {
 	char p50[32], p99[32], p999[32], mps[32], gbs[32], lo[32], hi[32];
-	char max[32], cpu[32], load[32];
+	char max[32], cpu[32], load[32], p50lo[32], p50hi[32];
 
 	json_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
 	json_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
@@ -1657,15 +1688,17 @@ static void print_json(const struct cell *c, const struct result *res)
 	json_num(max, sizeof(max), res->has_max, res->max_ns, 1);
 	json_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
 	json_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
+	json_num(p50lo, sizeof(p50lo), res->has_p50_spread, res->p50_min_ns, 1);
+	json_num(p50hi, sizeof(p50hi), res->has_p50_spread, res->p50_max_ns, 1);
 	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"size\":%zu,"
-	       "\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,\"max_ns\":%s,"
+	       "\"p50_min_ns\":%s,\"p50_max_ns\":%s,\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,\"max_ns\":%s,"
 	       "\"msgs_per_s\":%s,\"gbytes_per_s\":%s,"
 	       "\"msgs_per_s_min\":%s,\"msgs_per_s_max\":%s,"
 	       "\"load\":%s,\"fan\":%u,\"cpu_ns_per_msg\":%s,"
 	       "\"cpu_of\":\"%s\","
 	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
-	       scenario_names[c->sc], c->tp->name, c->size, p50, p99, p999,
-	       max, mps, gbs, lo, hi, load, c->fan, cpu,
+	       scenario_names[c->sc], c->tp->name, c->size, p50lo, p50hi,
+	       p50, p99, p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
 	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
 	       res->reps,
 	       res->samples, cfg.cpus.pin ? "true" : "false");

@@ -26,8 +26,10 @@ $machine
 Method: producer and consumer are separate processes pinned to the two
 CPUs (fan-out/fan-in children are not pinned); every transport writes
 each payload in full and reads it in full (and checks it); rings are
-warmed first. Latency is half a ping-pong round trip; throughput the
-median of the repetitions (min..max beside it); load latencies are
+warmed first. Latency is half a ping-pong round trip, its percentiles
+pooled over the repetitions (fresh processes each) and the spread of
+their medians beside it; throughput the median of the repetitions
+(min..max beside it); load latencies are
 open-loop, each from its message's due time, so stalls are not hidden,
 at fractions of the rate the same consumer sustained flat out.
 CPU is CPU time per message (all processes; for load rows the
@@ -41,6 +43,7 @@ FNR == 1 { next }
 	key = $1 "|" $2 "|" $3
 	if ($18 != "") { skipped[key] = $18; next }
 	p50[key] = $4; p99[key] = $5; p999[key] = $6; mx[key] = $7
+	p50lo[key] = $19; p50hi[key] = $20
 	mps[key] = $8; gbs[key] = $9; lo[key] = $10; hi[key] = $11
 	cpu[key] = $14
 	if ($1 == "load" || $1 == "fanout" || $1 == "fanin") {
@@ -83,7 +86,8 @@ function target(name, a, b, op, limit, what,   r, ok) {
 function why(k) { return (k in skipped) ? skipped[k] : "no such row" }
 function cell(sc, k) {
 	if (sc == "latency")
-		return (k in p50) ? sprintf("%s / %s / %s", us(p50[k]),
+		return (k in p50) ? sprintf("%s (%s–%s) / %s / %s", us(p50[k]),
+					    us(p50lo[k]), us(p50hi[k]),
 					    us(p99[k]), us(p999[k])) : "skipped"
 	return (k in mps) ? sprintf("%.3g (%.3g), %s", gbs[k], mps[k] / 1e6,
 				    us(cpu[k])) : "skipped"
@@ -158,7 +162,7 @@ END {
 	}
 	print ""
 
-	size_table("latency", "One-way latency (µs): p50 / p99 / p99.9")
+	size_table("latency", "One-way latency (µs): p50 (the sessions\x27 p50s, lowest–highest) / p99 / p99.9")
 	size_table("throughput",
 		   "Throughput: GB/s (Mmsg/s), CPU µs per message")
 
