@@ -1103,12 +1103,11 @@ static int load_child(struct session *s)
 /* Wait for @due, busy (a sleep would be later than the schedule). */
 static int wait_until_due(uint64_t due)
 {
-	for (uint32_t n = 1; bench_now_ns() < due; n++) {
-		bench_cpu_relax();
-		if (!(n & 1023) && bench_stop_requested())
-			return bench_stop_error("load: waiting to send");
-	}
-	return 0;
+	int ret;
+
+	BENCH_SPIN(ret, bench_now_ns() >= due ? 0 : -EAGAIN,
+		   "load: waiting to send");
+	return ret;
 }
 
 static int load_parent(struct session *s)
@@ -1280,13 +1279,12 @@ static void fan_child_close(void *arg)
 /* Wait for g_fan->go to reach @v (set by the parent). */
 static int fan_wait_go(uint32_t v)
 {
-	for (uint32_t n = 1;
-	     __atomic_load_n(&g_fan->go, __ATOMIC_ACQUIRE) < v; n++) {
-		bench_cpu_relax();
-		if (!(n & 1023) && bench_stop_requested())
-			return bench_stop_error("waiting for the start");
-	}
-	return 0;
+	int ret;
+
+	BENCH_SPIN(ret, __atomic_load_n(&g_fan->go, __ATOMIC_ACQUIRE) >= v ?
+				0 : -EAGAIN,
+		   "waiting for the start");
+	return ret;
 }
 
 /* Fan-out child: receive everything, as stream_child does. */

@@ -548,10 +548,13 @@ static int broker_start(void)
  * made through it (others may subscribe: 0644) and the publisher,
  * registered so that the broker may pull what it published.
  */
-static int broker_create(struct link *l)
+/*
+ * The producer's connection to the bench's zbusd (started at first use)
+ * and a channel made through it with @cp, under a name of its own.
+ */
+static int broker_channel(struct link *l, const struct zbus_channel_params *cp)
 {
 	static unsigned int n;
-	struct zbus_channel_params cp;
 	struct zbus_conn_opts co;
 	int ret;
 
@@ -565,14 +568,25 @@ static int broker_create(struct link *l)
 	l->own = true;
 	snprintf(l->name, sizeof(l->name), "bench-large-%d-%u", (int)getpid(),
 		 n++);
+	ret = zbus_conn_create(l->conn, l->name, cp, &l->ch);
+	if (ret < 0)
+		return bench_zfail(ret, "zbus_conn_create(%s): %s", l->name,
+				   zbus_conn_error(l->conn));
+	return 0;
+}
+
+static int broker_create(struct link *l)
+{
+	struct zbus_channel_params cp;
+	int ret;
+
 	memset(&cp, 0, sizeof(cp));
 	cp.geometry.max_msg_size = 4096;
 	cp.geometry.ring_capacity = 8;
 	cp.mode = 0644;
-	ret = zbus_conn_create(l->conn, l->name, &cp, &l->ch);
+	ret = broker_channel(l, &cp);
 	if (ret < 0)
-		return bench_zfail(ret, "zbus_conn_create(%s): %s", l->name,
-				   zbus_conn_error(l->conn));
+		return ret;
 	ret = zpub_open(l, l->ch);
 	if (ret < 0)
 		return ret;
@@ -706,31 +720,16 @@ static uint64_t deliver_ring(size_t size)
 /* As loan's channel, made through the broker: the producer loans in it. */
 static int deliver_create(struct link *l)
 {
-	static unsigned int n;
 	struct zbus_channel_params cp;
-	struct zbus_conn_opts co;
 	uint64_t ring = pow2_ceil(l->arena / l->size);
 	int ret;
 
-	ret = broker_start();
-	if (ret < 0)
-		return ret;
-	co = broker_opts();
-	ret = zbus_conn_open(&co, &l->conn);
-	if (ret < 0)
-		return bench_zfail(ret, "zbus_conn_open(%s)", g_broker.sock);
-	l->own = true;
-	snprintf(l->name, sizeof(l->name), "bench-deliver-%d-%u",
-		 (int)getpid(), n++);
 	memset(&cp, 0, sizeof(cp));
 	cp.geometry.max_msg_size = (uint32_t)l->size;
 	cp.geometry.ring_capacity = (uint32_t)(ring < 2 ? 2 : ring);
 	cp.geometry.arena_bytes = l->arena;
-	ret = zbus_conn_create(l->conn, l->name, &cp, &l->ch);
-	if (ret < 0)
-		return bench_zfail(ret, "zbus_conn_create(%s): %s", l->name,
-				   zbus_conn_error(l->conn));
-	return zpub_open(l, l->ch);
+	ret = broker_channel(l, &cp);
+	return ret < 0 ? ret : zpub_open(l, l->ch);
 }
 
 /* The consumer asks the broker to deliver (it could map the channel). */

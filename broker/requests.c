@@ -649,22 +649,6 @@ static void do_watch(struct zbd_registry *reg, struct zbd_client *p,
 	act->ref_table = pub ? ref_table : 0;
 }
 
-/* The watch of publisher slot @slot holding @word of @c that gave a table
- * of references, or NULL. */
-static const struct zbd_watch *vouching_watch(const struct zbd_registry *reg,
-					      const struct zbd_channel *c,
-					      uint32_t slot, uint32_t word)
-{
-	struct zbd_watch *w = reg->watches;
-
-	while ((w = zbd_watch_find(w, c->id, ZBD_WATCH_PUB, slot, word))) {
-		if (w->ref_table)
-			return w;
-		w = w->next;
-	}
-	return NULL;
-}
-
 /*
  * Pull: check all the broker can on its own mapping (the right to
  * subscribe, a message by reference still in the ring, the range, a
@@ -711,7 +695,7 @@ static void do_pull(struct zbd_registry *reg, struct zbd_client *p,
 		     (unsigned long long)ref.length);
 		return;
 	}
-	w = vouching_watch(reg, c, ref.slot, ref.word);
+	w = zbd_watch_vouching(reg->watches, c->id, ref.slot, ref.word);
 	if (!w || zb_live_pub_word(c->ch, ref.slot) != ref.word) {
 		fail(rp, -ESRCH, "the publisher of message %llu of '%s' is "
 		     "gone or did not register with the broker "

@@ -610,7 +610,7 @@ static int deliver_ref(void *ctx, const struct zbd_delivery *d,
 		       uint64_t size, uint64_t dest, int *dst_failed)
 {
 	struct zbd_server *s = ctx;
-	struct zbd_watch *w = s->reg.watches;
+	struct zbd_watch *w;
 	struct zbd_pull j;
 	struct zb_ref ref;
 	const char *why;
@@ -622,9 +622,8 @@ static int deliver_ref(void *ctx, const struct zbd_delivery *d,
 		return r == -ENOENT ? -ESTALE : r;
 	if (ref.length != size)
 		return -EBADMSG;
-	while ((w = zbd_watch_find(w, d->channel_id, ZBD_WATCH_PUB, ref.slot,
-				   ref.word)) && !w->ref_table)
-		w = w->next;
+	w = zbd_watch_vouching(s->reg.watches, d->channel_id, ref.slot,
+			       ref.word);
 	if (!w || zb_live_pub_word(ch, ref.slot) != ref.word)
 		return -ESRCH;
 	j = (struct zbd_pull){

@@ -32,6 +32,20 @@ size_t zbd_watches_of_uid(const struct zbd_watch *list, uid_t uid)
 	return n;
 }
 
+struct zbd_watch *zbd_watch_vouching(struct zbd_watch *list,
+				     uint64_t channel_id, uint32_t slot,
+				     uint32_t word)
+{
+	struct zbd_watch *w = list;
+
+	while ((w = zbd_watch_find(w, channel_id, ZBD_WATCH_PUB, slot, word))) {
+		if (w->ref_table)
+			return w;
+		w = w->next;
+	}
+	return NULL;
+}
+
 void zbd_watch_link(struct zbd_watch **list, struct zbd_watch *w)
 {
 	w->next = *list;

@@ -60,6 +60,14 @@ struct zbd_saved_watch {
 struct zbd_watch *zbd_watch_find(struct zbd_watch *w, uint64_t channel_id,
 				 enum zbd_watch_kind kind, uint32_t slot,
 				 uint32_t word);
+/*
+ * zbd_watch_vouching() - the watch of publisher slot @slot holding @word
+ * of channel @channel_id that gave a table of references (the one a pull
+ * through the broker must be vouched for by), or NULL.
+ */
+struct zbd_watch *zbd_watch_vouching(struct zbd_watch *list,
+				     uint64_t channel_id, uint32_t slot,
+				     uint32_t word);
 /* May a client (@client, uid @uid) drop @w? Only its own connection's
  * watches, or those of its uid. */
 int zbd_watch_owned(const struct zbd_watch *w, unsigned long long client,
