@@ -88,6 +88,8 @@ static inline void bench_cpu_relax(void)
 
 /* CLOCK_MONOTONIC is system-wide: both processes read the same clock. */
 uint64_t bench_now_ns(void);
+/* CPU time of this process (all its threads), in ns. */
+uint64_t bench_cpu_ns(void);
 uint64_t bench_round_up(uint64_t v, uint64_t align);
 
 /*

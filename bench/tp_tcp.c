@@ -2,7 +2,7 @@
 /*
  * tp_tcp.c - zbus-bench's "tcp" transport: one TCP connection over
  * loopback per link, used as the unix socketpair is (struct flink and the
- * fd_* ops of bench_ipc.c): blocking reads and writes of the whole
+ * fd_* ops of tp_fd.c): blocking reads and writes of the whole
  * payload, the unused end closed after fork() so that a dead peer reads
  * as EOF or EPIPE.
  */

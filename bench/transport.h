@@ -3,11 +3,12 @@
  * transport.h - what zbus-bench asks of a transport: one direction of one
  * link between two processes, one message at a time.
  *
- * A transport lives in a file of its own (tp_*.c) unless it is one of the
- * core ones in bench_ipc.c, and is listed in bench_ipc.c's table. State of
- * its own goes behind struct link.priv (allocated in @create or @open,
- * freed in @close); one that is a pair of descriptors uses struct flink
- * and the fd_* ops below.
+ * A transport lives in a file of its own (tp_*.c) and is listed in
+ * transport.c's table (tp_all[]). State of its own goes behind struct
+ * link.priv (allocated in @create or @open, freed in @close), unless it is
+ * one of the core ones whose state struct link holds itself (zbus,
+ * shm-ring); one that is a pair of descriptors uses struct flink and the
+ * fd_* ops below (tp_fd.c).
  */
 #ifndef ZBUS_BENCH_TRANSPORT_H
 #define ZBUS_BENCH_TRANSPORT_H
@@ -127,13 +128,35 @@ int fd_send(struct link *l, uint64_t seq);
 int fd_recv(struct link *l, uint64_t seq);
 void fd_close(struct link *l);
 
-/* Transports in files of their own (bench_ipc.c lists them). */
+/*
+ * The transports, each in a file of its own; tp_all[] lists them, in the
+ * order of the output.
+ */
+extern const struct transport tp_zbus;		/* tp_zbus.c */
+extern const struct transport tp_zbus_mp;
+extern const struct transport tp_zbus_copy;
+extern const struct transport tp_zbus_block;
+extern const struct transport tp_shm_ring;	/* tp_ring.c */
+extern const struct transport tp_unix;		/* tp_fd.c */
+extern const struct transport tp_pipe;
 extern const struct transport tp_tcp;
 extern const struct transport tp_mq;
 extern const struct transport tp_zmq;
 
 /* tp_iceoryx.c: Eclipse iceoryx 2.0 (skipped, saying why, if not built in) */
 extern const struct transport tp_iceoryx;
+
+/* transport.c: every transport, in the order of the output (@tp_count). */
+extern const struct transport *const tp_all[];
+extern const size_t tp_count;
+
+/*
+ * link_open() - open @l (created before fork()) for @role in this process,
+ * with a buffer of its own first if the transport copies; link_close()
+ * closes it and frees that buffer.
+ */
+int link_open(struct link *l, enum role role);
+void link_close(struct link *l);
 
 /*
  * bench_payload_check() - read every byte of message @seq's payload (as a
