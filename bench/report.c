@@ -11,6 +11,16 @@
 
 #include "report.h"
 
+/* The placement the rows being printed ran under (report_set_c2c()). */
+static bool has_c2c;
+static double c2c_ns;
+
+void report_set_c2c(double ns)
+{
+	has_c2c = ns > 0;
+	c2c_ns = ns;
+}
+
 void report_machine(void)
 {
 	bench_print_machine(stdout, bench_cfg.cpus.ncpu);
@@ -25,10 +35,13 @@ void report_machine(void)
 	       "sustained flat out just before (Mmsg/s is the rate offered)\n"
 	       "cpu/msg: CPU time per message, both processes (throughput) "
 	       "or the consumer's (load)\n");
-	printf("\n%-10s %-10s %7s %9s %9s %9s %9s %9s %8s %21s %8s %4s %8s\n",
-	       "scenario", "transport", "size", "p50(us)", "p99(us)",
-	       "p99.9(us)", "max(us)", "Mmsg/s", "GB/s",
-	       "min..max / load", "cpu/msg", "reps", "samples");
+	printf("c2c: the round trip of one cache line between the two CPUs, "
+	       "measured before\n  each (scenario, transport, size): "
+	       "small messages move with it\n");
+	printf("\n%-10s %-10s %7s %9s %9s %9s %9s %9s %8s %21s %8s %4s %8s "
+	       "%7s\n", "scenario", "transport", "size", "p50(us)",
+	       "p99(us)", "p99.9(us)", "max(us)", "Mmsg/s", "GB/s",
+	       "min..max / load", "cpu/msg", "reps", "samples", "c2c(ns)");
 	fflush(stdout);
 }
 
@@ -45,7 +58,7 @@ static void fmt_num(char *buf, size_t len, bool has, double v, int prec,
 static const char csv_header[] =
 	"scenario,transport,size,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,"
 	"gbytes_per_s,msgs_per_s_min,msgs_per_s_max,load,fan,cpu_ns_per_msg,"
-	"cpu_of,reps,samples,skipped,p50_min_ns,p50_max_ns";
+	"cpu_of,reps,samples,skipped,p50_min_ns,p50_max_ns,c2c_ns";
 
 void report_csv_header(void)
 {
@@ -64,7 +77,9 @@ static void print_csv(const struct cell *c, const struct result *res)
 {
 	char p50[32], p99[32], p999[32], max[32], mps[32], gbs[32];
 	char lo[32], hi[32], load[32], cpu[32], p50lo[32], p50hi[32];
+	char c2c[32];
 
+	csv_num(c2c, sizeof(c2c), has_c2c, c2c_ns, 0);
 	csv_num(p50lo, sizeof(p50lo), res->has_p50_spread, res->p50_min_ns, 1);
 	csv_num(p50hi, sizeof(p50hi), res->has_p50_spread, res->p50_max_ns, 1);
 	csv_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
@@ -79,10 +94,10 @@ static void print_csv(const struct cell *c, const struct result *res)
 	csv_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
 	csv_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
 	printf("%s,%s,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%u,%s,%s,%u,%" PRIu64
-	       ",,%s,%s\n", sc_names[c->sc], c->tp->name, c->size, p50,
+	       ",,%s,%s,%s\n", sc_names[c->sc], c->tp->name, c->size, p50,
 	       p99, p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
 	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
-	       res->reps, res->samples, p50lo, p50hi);
+	       res->reps, res->samples, p50lo, p50hi, c2c);
 	fflush(stdout);
 }
 
@@ -97,7 +112,7 @@ void report_skip(enum scenario sc, const struct transport *tp, size_t size,
 		       tp->name, size);
 		for (const char *p = why; *p; p++)
 			putchar(*p == ',' ? ';' : *p);
-		printf(",,\n");
+		printf(",,,\n");
 	} else if (bench_cfg.json) {
 		printf("{\"scenario\":\"%s\",\"transport\":\"%s\","
 		       "\"size\":%zu,\"skipped\":\"%s\"}\n",
@@ -113,8 +128,9 @@ void report_skip(enum scenario sc, const struct transport *tp, size_t size,
 static void print_row(const struct cell *c, const struct result *res)
 {
 	char size[32], p50[32], p99[32], p999[32], mps[32], gbs[32];
-	char lo[32], hi[32], spread[80], max[32], cpu[32];
+	char lo[32], hi[32], spread[80], max[32], cpu[32], c2c[32];
 
+	fmt_num(c2c, sizeof(c2c), has_c2c, c2c_ns, 0, 'f');
 	bench_size_label(size, sizeof(size), c->size);
 	fmt_num(p50, sizeof(p50), res->has_latency, res->p50_ns / 1e3, 3,
 		'f');
@@ -148,8 +164,9 @@ static void print_row(const struct cell *c, const struct result *res)
 	else
 		snprintf(spread, sizeof(spread), "-");
 	printf("%-10s %-10s %7s %9s %9s %9s %9s %9s %8s %21s %8s %4u %8"
-	       PRIu64 "\n", sc_names[c->sc], c->tp->name, size, p50, p99,
-	       p999, max, mps, gbs, spread, cpu, res->reps, res->samples);
+	       PRIu64 " %7s\n", sc_names[c->sc], c->tp->name, size, p50, p99,
+	       p999, max, mps, gbs, spread, cpu, res->reps, res->samples,
+	       c2c);
 	fflush(stdout);
 }
 
@@ -164,8 +181,9 @@ static void json_num(char *buf, size_t len, bool has, double v, int prec)
 static void print_json(const struct cell *c, const struct result *res)
 {
 	char p50[32], p99[32], p999[32], mps[32], gbs[32], lo[32], hi[32];
-	char max[32], cpu[32], load[32], p50lo[32], p50hi[32];
+	char max[32], cpu[32], load[32], p50lo[32], p50hi[32], c2c[32];
 
+	json_num(c2c, sizeof(c2c), has_c2c, c2c_ns, 0);
 	json_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
 	json_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
 	json_num(p999, sizeof(p999), res->has_latency, res->p999_ns, 1);
@@ -185,12 +203,13 @@ static void print_json(const struct cell *c, const struct result *res)
 	       "\"msgs_per_s_min\":%s,\"msgs_per_s_max\":%s,"
 	       "\"load\":%s,\"fan\":%u,\"cpu_ns_per_msg\":%s,"
 	       "\"cpu_of\":\"%s\","
-	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s}\n",
+	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s,"
+	       "\"c2c_ns\":%s}\n",
 	       sc_names[c->sc], c->tp->name, c->size, p50lo, p50hi,
 	       p50, p99, p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
 	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
 	       res->reps,
-	       res->samples, bench_cfg.cpus.pin ? "true" : "false");
+	       res->samples, bench_cfg.cpus.pin ? "true" : "false", c2c);
 	fflush(stdout);
 }
 

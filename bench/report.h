@@ -18,6 +18,9 @@ void report_csv_header(void);
 /* A transport that cannot run here: said in the output, never silent. */
 void report_skip(enum scenario sc, const struct transport *tp, size_t size,
 		 const char *why);
+/* The core-to-core round trip (c2c.h) measured before the rows that
+ * follow, printed in each of them; 0: none. */
+void report_set_c2c(double ns);
 /* The output a row goes to: a table, JSON lines or CSV. */
 void report_result(const struct cell *c, const struct result *res);
 

@@ -33,24 +33,35 @@ else
 fi
 
 started=$(date +%s)
-# run NAME ARGS...: one scenario into NAME.csv, its progress on stderr.
+stages=
+# run NAME ARGS...: one scenario into NAME.csv, its progress (and how long
+# it took, for whoever trims the suite) on stderr.
 run() {
-	local name=$1
+	local name=$1 t0
 	shift
 	echo "suite: $name ($*)" >&2
+	t0=$(date +%s)
 	"$bench" --csv "${opts[@]}" "$@" >"$res/$name.csv"
+	stages+="${stages:+, }$name $(($(date +%s) - t0)) s"
+}
+# probe WHEN: the machine's own share (zbus-bench-machine), labelled.
+probe() {
+	"$build/bench/zbus-bench-machine" ${quick:+--quick} | sed "s/^/$1 /"
 }
 
 "$bench" --help >/dev/null
 machine=$("$bench" --quick --scenario throughput --transport zbus \
 	--sizes 64 | sed -n '1,2p')
+machine+=$'\n'$(probe before:)
 run latency --scenario latency --sizes "$sweep"
 run throughput --scenario throughput --sizes "$sweep"
 run load --scenario load --sizes "$small"
 run fanout --scenario fanout --sizes "$small" --fan "$fans"
 run fanin --scenario fanin --sizes "$small" --fan "$fans"
 run idle --scenario idle --sizes 64
+machine+=$'\n'$(probe after:)
 elapsed=$(($(date +%s) - started))
+echo "suite: stages: $stages" >&2
 
 if command -v gnuplot >/dev/null; then
 	plots=yes
@@ -59,6 +70,6 @@ else
 	plots="no (gnuplot is not installed)"
 fi
 
-"$here/results.sh" "$res" "$machine" "$elapsed" "$plots" \
+"$here/results.sh" "$res" "$machine" "$elapsed s ($stages)" "$plots" \
 	"${quick:-standard}" >"$out/RESULTS.md"
 echo "suite: wrote $out/RESULTS.md (${elapsed}s)" >&2
