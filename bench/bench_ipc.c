@@ -246,25 +246,113 @@ static int setup(void)
 	return sc_fan_setup();
 }
 
-/* A cell of a scenario that makes one row of each (transport, size). */
-static int run_cell(const struct cell *c, struct result *res)
+/* Where the hypervisor has put our two vCPUs right now (c2c.h): without
+ * it, two rows' small-message numbers cannot be compared. 0: unpinned. */
+static double measure_c2c(void)
 {
-	memset(res, 0, sizeof(*res));
-	if (c->sc == SC_LATENCY)
-		return sc_latency_run(c, res);
-	if (c->sc == SC_IDLE)
-		return sc_idle_run(c, res);
-	return sc_throughput_run(c, res);
+	if (!bench_cfg.cpus.pin)
+		return 0;
+	return bench_c2c_median(&bench_cfg.cpus, bench_cfg.quick ? 200 : 2000,
+				5);
 }
 
-/* The rows of (@sc, @tp, @size), or a line saying why it cannot run. */
+static void say_failure(enum scenario sc, const struct transport *tp,
+			size_t size)
+{
+	char label[32];
+
+	bench_size_label(label, sizeof(label), size);
+	fprintf(stderr, "zbus-bench: %s %s %s: %s\n", sc_names[sc], tp->name,
+		label, bench_err);
+}
+
+/* One transport's repetitions at one size, and the placements they met. */
+struct lane {
+	const struct transport *tp;
+	const char *why;	/* cannot run here: why (in whybuf) */
+	char whybuf[160];
+	struct cell c;
+	struct sc_reps reps;
+	double *c2c;		/* before each repetition */
+};
+
+/*
+ * The rows of latency or throughput at @size: every transport's first
+ * repetition, then every transport's second, and so on (struct sc_reps
+ * says why), each after a fresh look at the placement; the row gives the
+ * median placement its repetitions met.
+ */
+static int run_interleaved(enum scenario sc, size_t size)
+{
+	struct lane lanes[32] = { 0 };
+	unsigned int nl = 0, r, i;
+	struct result res;
+	int ret = 0;
+
+	for (size_t ti = 0; ti < tp_count && nl < 32; ti++) {
+		struct lane *l = &lanes[nl];
+
+		if (!(bench_cfg.transports & (1u << ti)))
+			continue;
+		nl++;
+		l->tp = tp_all[ti];
+		if (l->tp->available)
+			l->why = l->tp->available(size, l->whybuf,
+						  sizeof(l->whybuf));
+		if (l->why)
+			continue;
+		cell_init(&l->c, sc, l->tp, size);
+		l->c2c = calloc(l->c.reps, sizeof(*l->c2c));
+		if (!l->c2c) {
+			ret = bench_fail(-ENOMEM, "calloc");
+			break;
+		}
+		ret = sc_reps_init(&l->reps, &l->c);
+		if (ret < 0)
+			break;
+	}
+	for (r = 0; !ret && r < bench_cfg.reps; r++) {
+		for (i = 0; !ret && i < nl; i++) {
+			struct lane *l = &lanes[i];
+			double c2c;
+
+			if (l->why || r >= l->c.reps)
+				continue;
+			c2c = measure_c2c();
+			ret = c2c < 0 ? (int)c2c : sc_rep_run(&l->c, &l->reps);
+			l->c2c[r] = c2c;
+			if (ret < 0)
+				say_failure(sc, l->tp, size);
+		}
+	}
+	for (i = 0; i < nl; i++) {
+		struct lane *l = &lanes[i];
+
+		if (!ret && l->why) {
+			report_skip(sc, l->tp, size, l->why);
+		} else if (!ret) {
+			qsort(l->c2c, l->c.reps, sizeof(*l->c2c),
+			      bench_cmp_double);
+			report_set_c2c(l->c2c[l->c.reps / 2]);
+			sc_reps_finish(&l->c, &l->reps, &res);
+			report_result(&l->c, &res);
+		}
+		sc_reps_free(&l->reps);
+		free(l->c2c);
+	}
+	return ret;
+}
+
+/* The rows of (@sc, @tp, @size) of the scenarios that run alone (load,
+ * fan-out, fan-in, idle), or a line saying why it cannot run. */
 static int run_one(enum scenario sc, const struct transport *tp,
 		   size_t size)
 {
-	char whybuf[160], label[32];
+	char whybuf[160];
 	struct result res;
 	const char *why = NULL;
 	struct cell c;
+	double c2c;
 	int ret;
 
 	if (tp->available)
@@ -275,31 +363,23 @@ static int run_one(enum scenario sc, const struct transport *tp,
 		report_skip(sc, tp, size, why);
 		return 0;
 	}
-	/* Where the hypervisor has put our two vCPUs right now (c2c.h):
-	 * without it, two runs' small-message rows cannot be compared. */
-	if (bench_cfg.cpus.pin) {
-		double c2c = bench_c2c_median(&bench_cfg.cpus,
-					      bench_cfg.quick ? 200 : 2000, 5);
-
-		if (c2c < 0)
-			return (int)c2c;
-		report_set_c2c(c2c);
-	}
+	c2c = measure_c2c();
+	if (c2c < 0)
+		return (int)c2c;
+	report_set_c2c(c2c);
 	if (sc == SC_LOAD) {
 		ret = sc_load_rows(tp, size, report_result);
 	} else if (sc == SC_FANOUT || sc == SC_FANIN) {
 		ret = sc_fan_rows(sc, tp, size, report_result);
 	} else {
 		cell_init(&c, sc, tp, size);
-		ret = run_cell(&c, &res);
+		memset(&res, 0, sizeof(res));
+		ret = sc_idle_run(&c, &res);
 		if (!ret)
 			report_result(&c, &res);
 	}
-	if (ret < 0) {
-		bench_size_label(label, sizeof(label), size);
-		fprintf(stderr, "zbus-bench: %s %s %s: %s\n",
-			sc_names[sc], tp->name, label, bench_err);
-	}
+	if (ret < 0)
+		say_failure(sc, tp, size);
 	return ret;
 }
 
@@ -323,12 +403,18 @@ int main(int argc, char **argv)
 	for (sc = 0; sc < SC_COUNT; sc++) {
 		if (!(bench_cfg.scenarios & (1u << sc)))
 			continue;
-		for (si = 0; si < bench_cfg.nsizes; si++)
+		for (si = 0; si < bench_cfg.nsizes; si++) {
+			if (sc == SC_LATENCY || sc == SC_THROUGHPUT) {
+				if (run_interleaved(sc, bench_cfg.sizes[si]))
+					return 1;
+				continue;
+			}
 			for (ti = 0; ti < tp_count; ti++)
 				if ((bench_cfg.transports & (1u << ti)) &&
 				    run_one(sc, tp_all[ti],
 					    bench_cfg.sizes[si]) < 0)
 					return 1;
+		}
 	}
 	return 0;
 }

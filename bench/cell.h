@@ -45,7 +45,11 @@ extern struct config bench_cfg;
 /*
  * struct cell - one (scenario, transport, size) measurement
  * @warmup: untimed messages (latency: round trips) first
- * @count: timed messages (latency: samples)
+ * @count: timed messages (latency: samples); latency and throughput take
+ *         fewer when the warm-up says @count would overrun @budget_s
+ * @min_count: no fewer than this, whatever the time
+ * @budget_s: latency and throughput: about how long one repetition's
+ *            timed part may run
  * @timeout_s: alarm of each process; a stuck cell fails after it
  */
 struct cell {
@@ -55,6 +59,8 @@ struct cell {
 	struct geom geom;
 	uint64_t warmup;
 	uint64_t count;
+	uint64_t min_count;
+	double budget_s;
 	unsigned int reps;
 	unsigned int timeout_s;
 	double load;			/* SC_LOAD: fraction of saturation */

@@ -102,8 +102,15 @@ function target(name, scen, ka, kb, op, limit, what,   a, b, r, ok) {
 	}
 	r = a / b
 	ok = op == "<=" ? r <= limit : r >= limit
-	printf "| %s | **%.2f×** | %s | %s |\n", name, r, placement(ka, kb),
-	       ok ? "met" : "MISSED"
+	printf "| %s | **%.2f×** | %s | %s%s |\n", name, r, placement(ka, kb),
+	       ok ? "met" : "MISSED",
+	       apart(ka, kb) ? " (the rows met different placements: not comparable)" : ""
+}
+# Did the rows of @ka and @kb run under placements 2× apart or more?
+function apart(ka, kb) {
+	if (!(ka in c2c) || !(kb in c2c) || c2c[ka] <= 0 || c2c[kb] <= 0)
+		return 0
+	return c2c[ka] / c2c[kb] >= 2 || c2c[kb] / c2c[ka] >= 2
 }
 function why(k) { return (k in skipped) ? skipped[k] : "no such row" }
 function cell(sc, k) {
@@ -177,7 +184,7 @@ END {
 		print "| blocking mode burns no CPU when idle | - | | no idle row |"
 	print ""
 	if (c2cmin != "")
-		printf "The core-to-core round trip measured before each row ranged from %d to %d ns in this run (c2c column: the zbus row\x27s, then the other\x27s).\n\n", c2cmin, c2cmax
+		printf "The core-to-core round trip, measured before each repetition (the median of a row\x27s in its c2c column), ranged from %d to %d ns over the rows of this run; the c2c column above gives it for the two rows compared (the zbus row\x27s, then the other\x27s). Latency and throughput run their repetitions interleaved (every transport\x27s first, then every second...), so the rows of one size meet the same machine.\n\n", c2cmin, c2cmax
 
 	print "## Idle: CPU a waiting consumer burns (share of one core)\n"
 	print "| transport | CPU |"

@@ -26,6 +26,27 @@ static void session_close_links(void *arg)
 	s->nlinks = 0;
 }
 
+uint64_t session_pick_count(const struct cell *c, uint64_t warm,
+			    uint64_t warm_ns, uint64_t min, uint64_t max)
+{
+	double per = warm ? (double)warm_ns / (double)warm : 0;
+	uint64_t n = max;
+
+	/* A slow transport or a huge size runs for the budget, not for a
+	 * count sized for the fastest one: the suite must end in time. */
+	if (per > 0 && c->budget_s * 1e9 / per < (double)max)
+		n = (uint64_t)(c->budget_s * 1e9 / per);
+	n = clamp_u64(n, min < max ? min : max, max);
+	atomic_store_explicit(&session_shared->count, n, memory_order_release);
+	return n;
+}
+
+uint64_t session_count(void)
+{
+	return atomic_load_explicit(&session_shared->count,
+				    memory_order_acquire);
+}
+
 int session_notify(struct session *s)
 {
 	return bench_peer_notify(&s->peer);

@@ -6,6 +6,7 @@
 #ifndef ZBUS_BENCH_SESSION_H
 #define ZBUS_BENCH_SESSION_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "bench_util.h"
@@ -20,6 +21,8 @@ struct shared_block {
 	uint64_t t0_ns;			/* load: message 0's intended send */
 	uint64_t t_warm_ns;		/* load: the consumer's timed start */
 	struct hist hist;		/* load: the consumer's latencies */
+	_Atomic uint64_t count;		/* latency, throughput: the timed
+					 * messages (session_pick_count()) */
 };
 
 /* The one shared block, mapped by session_setup() before any fork(). */
@@ -51,6 +54,18 @@ int session_setup(void);
 int session_start(struct session *s, const struct cell *c,
 		  unsigned int nlinks, child_fn fn);
 int session_end(struct session *s, int ret);
+/*
+ * session_pick_count() - parent, after the warm-up: how many timed
+ * messages (round trips) to run, given that @warm of them took @warm_ns:
+ * about the cell's time budget, within [@min, @max]. Published for the
+ * child before the first timed message is sent, so a child that reads
+ * session_count() after receiving that message sees it (every transport
+ * orders a send after the writes before it).
+ */
+uint64_t session_pick_count(const struct cell *c, uint64_t warm,
+			    uint64_t warm_ns, uint64_t min, uint64_t max);
+/* Child: the count the parent picked; only after the first timed message. */
+uint64_t session_count(void);
 /* Child: tell the parent it may go on. */
 int session_notify(struct session *s);
 /* Parent: wait for the child's word; @what names the wait in errors. */
