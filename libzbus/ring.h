@@ -20,7 +20,9 @@ struct zb_ring_pub {
 	uint32_t slot_word;   /* our state word: ACTIVE | generation */
 	uint32_t loans_used;  /* bit i: slot->loans[i] records a loan */
 	uint32_t id;
-	int exclusive;      /* sole publisher: claims with plain stores */
+	int exclusive;      /* sole publisher: claims and commits with
+			     * plain stores */
+	int fence;          /* no membarrier here: fence after a commit */
 	uint64_t limit_seq; /* claims with seq < limit_seq are safe */
 	uint64_t limit_pos; /* claims ending at or before limit_pos are safe */
 	uint64_t next_seq;  /* exclusive: the claim, kept privately */

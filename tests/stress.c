@@ -438,6 +438,11 @@ int stress_pingpong(uint64_t rounds, int spin_us, int use_threads,
 				    .spin_us = spin_us };
 	struct zbus_channel_opts co = { .max_msg_size = 64,
 					.ring_capacity = 64 };
+	/* The two commits race sleeping subscribers differently: the CAS of
+	 * a shared publisher (the echo's) and the plain store of an
+	 * exclusive one (ours). A lost wake-up on either shows. */
+	struct zbus_pub_opts xo = { .timeout_ms = -1,
+				    .flags = ZBUS_PUB_EXCLUSIVE };
 	struct pingpong pp = { .rounds = rounds, .spin_us = spin_us };
 	struct zbus_sub *sub_b = NULL;
 	struct zbus_pub *pub_a = NULL;
@@ -449,7 +454,7 @@ int stress_pingpong(uint64_t rounds, int spin_us, int use_threads,
 	    zbus_channel_create("pong", &co, &pp.b) < 0 ||
 	    zbus_sub_new(pp.a, &so, &pp.sub_a) < 0 ||
 	    zbus_sub_new(pp.b, &so, &sub_b) < 0 ||
-	    zbus_pub_new(pp.a, NULL, &pub_a) < 0) {
+	    zbus_pub_new(pp.a, &xo, &pub_a) < 0) {
 		r = fail(err, len, "setup failed");
 		goto out;
 	}

@@ -19,7 +19,8 @@ int stress_mixed(uint64_t per_producer, int producers, int exclusive,
 /*
  * Ping-pong @rounds round trips over two channels with subscribers that
  * spin @spin_us (-1: never) before they sleep: a lost wake-up shows as a
- * receive timing out.
+ * receive timing out. One way is published exclusively (ZBUS_PUB_EXCLUSIVE,
+ * a plain-store commit), the other shared (a CAS commit).
  */
 int stress_pingpong(uint64_t rounds, int spin_us, int use_threads,
 		    char *err, size_t len);
