@@ -391,8 +391,11 @@ ZB_FIELD(zb_ref_entry, length, 16, 8);
  * commit is seq + 1 once message seq is published (0: never used), or
  * ZB_COMMIT_PADDED | (seq + 1) when the broker took the claim back from a
  * dead or stuck producer (then no other field means anything). A commit
- * only ever moves forward, by CAS: the producer's publish and the broker's
- * pad race for it and exactly one wins. A reader that loads commit ==
+ * only ever moves forward: a shared producer's publish and the broker's
+ * pad race for it by CAS and exactly one wins; an exclusive producer, the
+ * only one that claims, checks it and then stores it (ring_pub.c says why,
+ * and the one outcome that allows: a pad overwritten by the message it
+ * padded, so that readers see either). A reader that loads commit ==
  * e + 1 before and after reading the fields, and then finds claim_seq <=
  * e + ring_capacity (the slot not claimed again), has a consistent copy of
  * message e.

@@ -276,7 +276,10 @@ ZBUS_EXPORT int zbus_pub_loan(struct zbus_pub *pub, size_t size,
  * Return: 0; -EINVAL for a bad loan or size; -ECANCELED when the loan was
  * taken back before this call (held past the channel's unblock timeout, or
  * overtaken a full ring later on a channel without reliable subscribers):
- * the message is lost and subscribers count it. Lock-free (one CAS).
+ * the message is lost and subscribers count it. A publish racing the
+ * broker's take-back of that very loan may still reach the subscribers
+ * that had not yet skipped it. Lock-free (one CAS; an exclusive
+ * publisher: wait-free, plain stores).
  */
 ZBUS_EXPORT int zbus_pub_publish(struct zbus_pub *pub, struct zbus_loan *loan,
 				 size_t size);
