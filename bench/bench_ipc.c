@@ -51,20 +51,29 @@
  *  - Every shared-memory side busy-polls with the same pause loop; the socket
  *    and pipe sides block in the kernel, which is how they are used.
  *  - Rings are warmed (every slot touched) before any timed message.
+ *  - Latency and throughput interleave their repetitions: every
+ *    transport's first at a size, then every transport's second..., each
+ *    after a look at where the hypervisor has put our two vCPUs (the
+ *    cache-line round trip between them, c2c.h), which moves small-message
+ *    numbers several-fold within minutes. Every row prints it.
+ *  - A repetition runs for its count or about budget_s (cell.c), whichever
+ *    is less, never under a floor: a slow transport at 64 MiB does not
+ *    hold the suite up, and the row says how many samples it took.
  *  - A peer that dies or hangs fails the run: children have an alarm and
  *    die with their parent, the parent has an alarm too and reaps always.
  *
  * Output: one row per (scenario, transport, size). Latency rows give the
- * p50/p99/p99.9 of one-way latency over "samples" round trips; throughput
- * rows give the median over "reps" runs of "samples" messages each, with
- * the slowest and fastest run as the spread.
+ * p50/p99/p99.9 of one-way latency over "samples" round trips (all
+ * repetitions pooled) and the lowest and highest repetition's p50;
+ * throughput rows give the median over "reps" repetitions of at least
+ * "samples" messages each, with the slowest and fastest as the spread.
  *
  * Files: the transports behind transport.h, listed in transport.c, a file
  * per family (tp_zbus.c, tp_ring.c, tp_fd.c for unix and pipe, tp_tcp.c,
  * tp_mq.c, tp_zmq.c, tp_iceoryx.c); the cells measured and their counts
  * (cell.c); a forked peer and its links (session.c); a file per scenario
- * (sc_*.c, scenario.h); the output (report.c). This one has the command
- * line and main().
+ * (sc_*.c, scenario.h) and the interleaved repetitions (reps.c); the
+ * output (report.c). This one has the command line and main().
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
