@@ -186,7 +186,7 @@ static int parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct bench_peer peer = { .pid = -1 };
+	struct bench_peer peer = { .pid = -1, .sync_fd = -1 };
 	struct hiccups h[2];
 	double rtt[PINGPONG_ROUNDS];
 	struct shared *sh;

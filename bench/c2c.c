@@ -77,7 +77,7 @@ static int ping(struct ball *b, unsigned int trips, unsigned int rounds,
 int bench_c2c_rtt(const struct bench_cpus *cpus, unsigned int trips,
 		  unsigned int rounds, double *rtt)
 {
-	struct bench_peer peer = { .pid = -1 };
+	struct bench_peer peer = { .pid = -1, .sync_fd = -1 };
 	struct ball *b;
 	int ret;
 
