@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "util.h"
 #include "vmpull.h"
 #include "zbus/zbus.h"
 
@@ -59,6 +60,14 @@ static int put_header(const struct zbd_delivery *d, uint64_t at,
 				    (const uint8_t *)rec + 8,
 				    sizeof(*rec) - 8);
 
+	/*
+	 * The kernel copies on our thread, so a fence here orders its
+	 * stores of the payload and the header before its store of pos1
+	 * (the reader's acquire load pairs with it). x86 keeps stores in
+	 * order anyway; weaker machines need the fence, and nothing in
+	 * process_vm_writev() promises one.
+	 */
+	zb_fence_write();
 	if (n >= 0)
 		n = zb_vmpull_write(d->pidfd, d->pid, d->rx_addr + at,
 				    &rec->pos1, sizeof(rec->pos1));
