@@ -857,9 +857,11 @@ static void do_unwatch(struct zbd_registry *reg, struct zbd_client *p,
 
 /*
  * Who is behind the slots of @c: for each slot, the uid of a process the
- * broker watches for what the slot holds now (ZBUS_UID_UNKNOWN when none).
- * One pass over the watches, whatever their number. NULL when out of
- * memory: every uid is then unknown.
+ * broker watches for what the slot holds now (ZBUS_UID_UNKNOWN when none),
+ * and after those, for a slot the broker delivers from, the pid of the
+ * subscriber it delivers to (0 for any other). One pass over the watches,
+ * whatever their number. NULL when out of memory: every uid is then
+ * unknown.
  */
 static uint32_t *watcher_uids(const struct zbd_registry *reg,
 			      const struct zbd_channel *c,
@@ -867,17 +869,30 @@ static uint32_t *watcher_uids(const struct zbd_registry *reg,
 {
 	int pub = kind == ZBD_WATCH_PUB;
 	uint32_t n = pub ? c->info.max_publishers : c->info.max_subscribers;
-	uint32_t *uid = malloc(n * sizeof(*uid));
+	/* [0, n): the uids; [n, 2n): a delivery's subscriber pid, or 0. */
+	uint32_t *uid = calloc(2 * (size_t)n, sizeof(*uid));
 
 	if (!uid)
 		return NULL;
 	for (uint32_t i = 0; i < n; i++)
 		uid[i] = ZBUS_UID_UNKNOWN;
-	for (const struct zbd_watch *w = reg->watches; w; w = w->next)
-		if (w->channel_id == c->id && w->kind == kind &&
-		    w->slot < n && w->word == word_of(c, kind, w->slot))
-			uid[w->slot] = (uint32_t)w->uid;
+	for (const struct zbd_watch *w = reg->watches; w; w = w->next) {
+		if (w->channel_id != c->id || w->kind != kind ||
+		    w->slot >= n || w->word != word_of(c, kind, w->slot))
+			continue;
+		/* A slot the broker delivers from is shown as the
+		 * subscriber's it serves, not as zbusd's own. */
+		uid[w->slot] = (uint32_t)(w->for_pid ? w->for_uid : w->uid);
+		uid[n + w->slot] = (uint32_t)w->for_pid;
+	}
 	return uid;
+}
+
+/* A delivery's subscriber pid in @uids (watcher_uids()), else @pid. */
+static uint32_t pid_at(const uint32_t *uids, uint32_t n, uint32_t slot,
+		       uint32_t pid)
+{
+	return uids && uids[n + slot] ? uids[n + slot] : pid;
 }
 
 static uint32_t uid_at(const uint32_t *uids, uint32_t slot)
@@ -911,7 +926,8 @@ static void subscriber_list(const struct zbd_registry *reg,
 
 		zbusctl__subscriber_info__init(&v[i]);
 		v[i].slot = ls->slot;
-		v[i].pid = ls->pid;
+		v[i].pid = pid_at(uids, c->info.max_subscribers, ls->slot,
+				  ls->pid);
 		v[i].policy = ls->policy;
 		v[i].lag = ls->lag;
 		v[i].uid = uid_at(uids, ls->slot);

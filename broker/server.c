@@ -645,7 +645,8 @@ static int deliver_ref(void *ctx, const struct zbd_delivery *d,
  * Save a watch of the broker's own subscription for @v, with the broker as
  * its process: a broker started after this one died frees the slot (a
  * reliable one would hold the producers back for ever). The broker's uid
- * owns it, so that the subscriber cannot unregister the broker's slot.
+ * owns it, so that the subscriber cannot unregister the broker's slot; it
+ * names the subscriber it serves, for stat and ls.
  */
 static void deliv_save_watch(struct zbd_server *s, const struct zbd_deliv *v)
 {
@@ -669,6 +670,8 @@ static void deliv_save_watch(struct zbd_server *s, const struct zbd_deliv *v)
 		.pid = getpid(),
 		.uid = geteuid(),
 		.start_time = start_time,
+		.for_pid = v->d.pid,
+		.for_uid = v->d.uid,
 	};
 	snprintf(rec.name, sizeof(rec.name), "%s", v->d.name);
 	r = add_watch(s, pidfd, &rec);

@@ -27,8 +27,12 @@ size_t zbd_watches_of_uid(const struct zbd_watch *list, uid_t uid)
 {
 	size_t n = 0;
 
+	/* A delivery's watch is the broker's, on a subscriber's behalf:
+	 * deliveries have a quota of their own, per subscriber uid
+	 * (ZBD_MAX_DELIVERIES_PER_UID), and must not use up the broker
+	 * uid's watches. */
 	for (const struct zbd_watch *w = list; w; w = w->next)
-		n += w->uid == uid;
+		n += w->uid == uid && !w->for_pid;
 	return n;
 }
 

@@ -32,6 +32,9 @@ struct zbd_watch {
 	uint64_t start_time;       /* its start (procinfo.h); 0: unknown */
 	uint64_t ref_table; /* a publisher's table of references (layout.h,
 			     * in its memory), 0: none */
+	pid_t for_pid;      /* a delivery's (the broker's own subscription):
+			     * the subscriber it serves; 0: none */
+	uid_t for_uid;
 	struct zbd_watch *next;
 };
 
@@ -72,6 +75,7 @@ struct zbd_watch *zbd_watch_vouching(struct zbd_watch *list,
  * watches, or those of its uid. */
 int zbd_watch_owned(const struct zbd_watch *w, unsigned long long client,
 		    uid_t uid);
+/* The watches that count against @uid's quota (deliveries' do not). */
 size_t zbd_watches_of_uid(const struct zbd_watch *list, uid_t uid);
 void zbd_watch_link(struct zbd_watch **list, struct zbd_watch *w);
 void zbd_watch_unlink(struct zbd_watch **list, struct zbd_watch *w);

@@ -166,6 +166,7 @@ Test(deliver, a_delivered_subscription_reads_with_the_same_api)
 {
 	struct zbus_sub_opts so = { .rx_bytes = 64 << 10 };
 	struct zbus_conn *c = make_channel("dl", 4096, 64, 0600);
+	struct zbus_sub_stat *subs = NULL;
 	struct zbus_sub_stats st;
 	struct zbus_sub *s;
 	uint8_t buf[4096];
@@ -198,6 +199,12 @@ Test(deliver, a_delivered_subscription_reads_with_the_same_api)
 	cr_assert_eq(zbus_sub_stats(s, &st), 0);
 	cr_assert_eq(st.received, 3000);
 	cr_assert_eq(st.missed, 0);
+	/* Listed as ours, not as zbusd's: its slot is the broker's. */
+	cr_assert_eq(zbus_conn_subscribers(c, "dl", &subs), 1, "%s",
+		     zbus_conn_error(c));
+	cr_expect_eq(subs[0].pid, (uint32_t)getpid());
+	cr_expect_eq(subs[0].uid, (uint32_t)getuid());
+	free(subs);
 	zbus_sub_free(s);
 	zbus_conn_free(c);
 }

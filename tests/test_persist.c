@@ -825,3 +825,24 @@ Test(persist, directory_or_fifo_is_refused)
 	cr_assert_eq(mkdir(state_path, 0700), 0);
 	cr_assert_eq(load(), -EBADMSG, "a directory");
 }
+
+/*
+ * A delivery's watch belongs to the broker's uid (so that the subscriber
+ * cannot unregister the broker's slot) but deliveries have their own
+ * quota, per subscriber: they must not use up the broker uid's watches.
+ */
+Test(persist, a_deliverys_watch_does_not_count_against_the_broker_uid)
+{
+	struct zbd_watch w[3] = {
+		{ .kind = ZBD_WATCH_SUB, .slot = 0, .pid = 100, .uid = 0 },
+		{ .kind = ZBD_WATCH_SUB, .slot = 1, .pid = 100, .uid = 0,
+		  .for_pid = 200, .for_uid = 1000 },
+		{ .kind = ZBD_WATCH_PUB, .slot = 0, .pid = 300, .uid = 1000 },
+	};
+	struct zbd_watch *list = NULL;
+
+	for (int i = 0; i < 3; i++)
+		zbd_watch_link(&list, &w[i]);
+	cr_expect_eq(zbd_watches_of_uid(list, 0), 1);
+	cr_expect_eq(zbd_watches_of_uid(list, 1000), 1);
+}

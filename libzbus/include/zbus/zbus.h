@@ -883,7 +883,9 @@ struct zbus_channel_stat {
 /**
  * struct zbus_sub_stat - one subscription of a channel, as the broker reads
  * it from the channel (pid and missed are what the subscriber wrote:
- * informational)
+ * informational). A subscription the broker delivers (zbus_conn_subscribe()
+ * without a mapping) is the broker's own slot, shown with the pid and uid
+ * of the subscriber it delivers to.
  */
 struct zbus_sub_stat {
 	uint32_t slot;
