@@ -183,17 +183,30 @@ Test(deliver, a_delivered_subscription_reads_with_the_same_api)
 	/* More than the delivery ring holds: it is given back as we go. */
 	pid = producer("dl", 3000, 4000, -1);
 	receive_stream(s, 2000, 4000);
-	/* The pollable fd, and the copying receive. */
+	/*
+	 * The pollable fd, and the copying receive, as zbus_sub_fd() says:
+	 * receive until -EAGAIN, then poll, read the fd, and again. (The
+	 * blocking receives above may have read the fd with messages still
+	 * in the ring: a poll first could wait for a signal already taken.)
+	 */
 	p = (struct pollfd){ .fd = zbus_sub_fd(s), .events = POLLIN };
 	cr_assert_geq(p.fd, 0);
-	cr_assert_eq(poll(&p, 1, 5000), 1);
-	for (uint64_t i = 2000; i < 3000; i++) {
+	for (uint64_t i = 2000; i < 3000;) {
 		struct zbus_msg info;
+		uint64_t ticks;
 
-		r = zbus_sub_recv(s, buf, sizeof(buf), &info, 5000);
+		r = zbus_sub_recv(s, buf, sizeof(buf), &info, 0);
+		if (r == -EAGAIN) {
+			cr_assert_eq(poll(&p, 1, 5000), 1, "message %llu",
+				     (unsigned long long)i);
+			cr_assert_eq(read(p.fd, &ticks, sizeof(ticks)),
+				     (ssize_t)sizeof(ticks));
+			continue;
+		}
 		cr_assert_eq(r, (int)msg_size(i, 4000), "message %llu: %d",
 			     (unsigned long long)i, r);
 		cr_assert(msg_ok(buf, i, (size_t)r));
+		i++;
 	}
 	cr_assert_eq(tu_wait_child(pid, 10), 0);
 	cr_assert_eq(zbus_sub_stats(s, &st), 0);
