@@ -65,39 +65,53 @@ void report_csv_header(void)
 	printf("%s\n", csv_header);
 }
 
-static void csv_num(char *buf, size_t len, bool has, double v, int prec)
+/* A row's numbers as text, a missing one as @none ("" in CSV, "null" in
+ * JSON): the two machine-readable forms carry the same fields. */
+struct row_text {
+	char p50[32], p99[32], p999[32], max[32], mps[32], gbs[32];
+	char lo[32], hi[32], load[32], cpu[32], p50lo[32], p50hi[32];
+	char c2c[32];
+};
+
+static void num(char *buf, size_t len, bool has, double v, int prec,
+		const char *none)
 {
 	if (has)
 		snprintf(buf, len, "%.*f", prec, v);
 	else
-		buf[0] = 0;
+		snprintf(buf, len, "%s", none);
+}
+
+static void row_text(const struct cell *c, const struct result *res,
+		     const char *none, struct row_text *t)
+{
+#define NUM(f, has, v, prec) num(t->f, sizeof(t->f), has, v, prec, none)
+	NUM(c2c, has_c2c, c2c_ns, 0);
+	NUM(p50lo, res->has_p50_spread, res->p50_min_ns, 1);
+	NUM(p50hi, res->has_p50_spread, res->p50_max_ns, 1);
+	NUM(p50, res->has_latency, res->p50_ns, 1);
+	NUM(p99, res->has_latency, res->p99_ns, 1);
+	NUM(p999, res->has_latency, res->p999_ns, 1);
+	NUM(max, res->has_max, res->max_ns, 1);
+	NUM(mps, res->has_rate, res->mps, 0);
+	NUM(gbs, res->has_rate, res->mps * (double)c->size / 1e9, 4);
+	NUM(lo, res->has_rate, res->mps_min, 0);
+	NUM(hi, res->has_rate, res->mps_max, 0);
+	NUM(load, c->sc == SC_LOAD, c->load, 3);
+	NUM(cpu, res->has_cpu, res->cpu_ns, 1);
+#undef NUM
 }
 
 static void print_csv(const struct cell *c, const struct result *res)
 {
-	char p50[32], p99[32], p999[32], max[32], mps[32], gbs[32];
-	char lo[32], hi[32], load[32], cpu[32], p50lo[32], p50hi[32];
-	char c2c[32];
+	struct row_text t;
 
-	csv_num(c2c, sizeof(c2c), has_c2c, c2c_ns, 0);
-	csv_num(p50lo, sizeof(p50lo), res->has_p50_spread, res->p50_min_ns, 1);
-	csv_num(p50hi, sizeof(p50hi), res->has_p50_spread, res->p50_max_ns, 1);
-	csv_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
-	csv_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
-	csv_num(p999, sizeof(p999), res->has_latency, res->p999_ns, 1);
-	csv_num(max, sizeof(max), res->has_max, res->max_ns, 1);
-	csv_num(mps, sizeof(mps), res->has_rate, res->mps, 0);
-	csv_num(gbs, sizeof(gbs), res->has_rate,
-		res->mps * (double)c->size / 1e9, 4);
-	csv_num(lo, sizeof(lo), res->has_rate, res->mps_min, 0);
-	csv_num(hi, sizeof(hi), res->has_rate, res->mps_max, 0);
-	csv_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
-	csv_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
+	row_text(c, res, "", &t);
 	printf("%s,%s,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%u,%s,%s,%u,%" PRIu64
-	       ",,%s,%s,%s\n", sc_names[c->sc], c->tp->name, c->size, p50,
-	       p99, p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
-	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
-	       res->reps, res->samples, p50lo, p50hi, c2c);
+	       ",,%s,%s,%s\n", sc_names[c->sc], c->tp->name, c->size, t.p50,
+	       t.p99, t.p999, t.max, t.mps, t.gbs, t.lo, t.hi, t.load, c->fan,
+	       t.cpu, c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
+	       res->reps, res->samples, t.p50lo, t.p50hi, t.c2c);
 	fflush(stdout);
 }
 
@@ -170,33 +184,11 @@ static void print_row(const struct cell *c, const struct result *res)
 	fflush(stdout);
 }
 
-static void json_num(char *buf, size_t len, bool has, double v, int prec)
-{
-	if (has)
-		snprintf(buf, len, "%.*f", prec, v);
-	else
-		snprintf(buf, len, "null");
-}
-
 static void print_json(const struct cell *c, const struct result *res)
 {
-	char p50[32], p99[32], p999[32], mps[32], gbs[32], lo[32], hi[32];
-	char max[32], cpu[32], load[32], p50lo[32], p50hi[32], c2c[32];
+	struct row_text t;
 
-	json_num(c2c, sizeof(c2c), has_c2c, c2c_ns, 0);
-	json_num(p50, sizeof(p50), res->has_latency, res->p50_ns, 1);
-	json_num(p99, sizeof(p99), res->has_latency, res->p99_ns, 1);
-	json_num(p999, sizeof(p999), res->has_latency, res->p999_ns, 1);
-	json_num(mps, sizeof(mps), res->has_rate, res->mps, 0);
-	json_num(gbs, sizeof(gbs), res->has_rate,
-		 res->mps * (double)c->size / 1e9, 4);
-	json_num(lo, sizeof(lo), res->has_rate, res->mps_min, 0);
-	json_num(hi, sizeof(hi), res->has_rate, res->mps_max, 0);
-	json_num(max, sizeof(max), res->has_max, res->max_ns, 1);
-	json_num(cpu, sizeof(cpu), res->has_cpu, res->cpu_ns, 1);
-	json_num(load, sizeof(load), c->sc == SC_LOAD, c->load, 3);
-	json_num(p50lo, sizeof(p50lo), res->has_p50_spread, res->p50_min_ns, 1);
-	json_num(p50hi, sizeof(p50hi), res->has_p50_spread, res->p50_max_ns, 1);
+	row_text(c, res, "null", &t);
 	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"size\":%zu,"
 	       "\"p50_min_ns\":%s,\"p50_max_ns\":%s,\"p50_ns\":%s,\"p99_ns\":%s,\"p999_ns\":%s,\"max_ns\":%s,"
 	       "\"msgs_per_s\":%s,\"gbytes_per_s\":%s,"
@@ -205,11 +197,12 @@ static void print_json(const struct cell *c, const struct result *res)
 	       "\"cpu_of\":\"%s\","
 	       "\"reps\":%u,\"samples\":%" PRIu64 ",\"pinned\":%s,"
 	       "\"c2c_ns\":%s}\n",
-	       sc_names[c->sc], c->tp->name, c->size, p50lo, p50hi,
-	       p50, p99, p999, max, mps, gbs, lo, hi, load, c->fan, cpu,
+	       sc_names[c->sc], c->tp->name, c->size, t.p50lo, t.p50hi,
+	       t.p50, t.p99, t.p999, t.max, t.mps, t.gbs, t.lo, t.hi, t.load,
+	       c->fan, t.cpu,
 	       c->sc == SC_LOAD || c->sc == SC_IDLE ? "consumer" : "all",
-	       res->reps,
-	       res->samples, bench_cfg.cpus.pin ? "true" : "false", c2c);
+	       res->reps, res->samples,
+	       bench_cfg.cpus.pin ? "true" : "false", t.c2c);
 	fflush(stdout);
 }
 
