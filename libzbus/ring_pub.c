@@ -412,14 +412,16 @@ int zb_ring_commit(struct zb_ring_pub *p, const struct zb_claim *c,
 		 * before the commit is. Why a store: see the top. */
 		zb_store64_release(&d->commit, c->seq + 1);
 		r = 0;
+		/* Our half of the Dekker with zb_ring_sleep() (our commit
+		 * before our load of the sleepers), unless their membarrier
+		 * gives it. */
+		if (p->fence)
+			zb_fence_full();
 	} else {
-		/* A full barrier, paired likewise. */
+		/* A full barrier, paired likewise; also our half of that
+		 * Dekker, membarrier or not. */
 		r = zb_commit_advance(&d->commit, v, c->seq, c->seq + 1);
 	}
-	/* Our half of the Dekker with zb_ring_sleep() (our commit before
-	 * our load of the sleepers), unless their membarrier gives it. */
-	if (p->fence)
-		zb_fence_full();
 out:
 	/* After the commit: a record of a committed loan is harmless (the
 	 * broker's pad CAS fails), a missing record of an open one is not. */
